@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Bios as the target sees them: in `map`, in `end_io`, and back from dm-io.
+
+use super::{bindings, target::Device, TargetOperations};
+use core::{marker::PhantomData, ptr::NonNull};
+
+/// What a bio asks for, as far as a mirror cares.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum BioKind {
+    /// Read data.
+    Read,
+    /// Write data (possibly with FUA or a preflush).
+    Write,
+    /// An empty flush (`REQ_PREFLUSH` without data).
+    Flush,
+    /// Discard sectors.
+    Discard,
+    /// Anything else (write-zeroes and friends): dm does not send these to a
+    /// target that does not ask for them.
+    Other,
+}
+
+/// A completion status (`blk_status_t`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Status(u8);
+
+impl Status {
+    /// Success.
+    pub(crate) fn ok() -> Self {
+        // SAFETY: reading an immutable C constant.
+        Self(unsafe { bindings::DMMR_BLK_STS_OK })
+    }
+    /// `BLK_STS_IOERR`.
+    pub(crate) fn io_error() -> Self {
+        // SAFETY: reading an immutable C constant.
+        Self(unsafe { bindings::DMMR_BLK_STS_IOERR })
+    }
+    /// `BLK_STS_NOTSUPP`.
+    pub(crate) fn not_supported() -> Self {
+        // SAFETY: reading an immutable C constant.
+        Self(unsafe { bindings::DMMR_BLK_STS_NOTSUPP })
+    }
+    /// `BLK_STS_INVAL`.
+    pub(crate) fn invalid() -> Self {
+        // SAFETY: reading an immutable C constant.
+        Self(unsafe { bindings::DMMR_BLK_STS_INVAL })
+    }
+    pub(super) fn from_u8(s: u8) -> Self {
+        Self(s)
+    }
+    pub(super) fn to_u8(self) -> u8 {
+        self.0
+    }
+    /// True for success.
+    pub(crate) fn is_ok(self) -> bool {
+        self == Self::ok()
+    }
+    /// True for errors that say "the leg cannot do this", not "the leg is broken".
+    pub(crate) fn is_unsupported(self) -> bool {
+        self == Self::not_supported() || self == Self::invalid()
+    }
+}
+
+/// The per-bio data dm core reserves for every bio of the target: where to
+/// find the target again from a dm-io completion, and the target's own record.
+#[repr(C)]
+pub(super) struct PerBioData<P> {
+    pub(super) ti: *mut bindings::dm_target,
+    pub(super) record: P,
+}
+
+/// The answer of `map`: only obtainable by handing the bio on, so a bio is
+/// never both remapped and owned by dm-io.
+pub(crate) struct Mapped(pub(super) i32);
+
+/// A bio inside `map` or `end_io`.
+///
+/// # Invariants
+///
+/// `bio` is a live bio of the target `ti`, with per-bio data of type
+/// `PerBioData<T::PerBio>` initialised by the `map` trampoline; it stays live
+/// for `'a`.
+pub(crate) struct Bio<'a, T: TargetOperations> {
+    bio: NonNull<bindings::bio>,
+    begin: u64,
+    _p: PhantomData<(&'a mut bindings::bio, T)>,
+}
+
+impl<'a, T: TargetOperations> Bio<'a, T> {
+    /// # Safety
+    ///
+    /// `bio` must be live for `'a` and its per-bio data initialised as a
+    /// `PerBioData<T::PerBio>`; `begin` is the target's first sector.
+    pub(super) unsafe fn from_raw(bio: NonNull<bindings::bio>, begin: u64) -> Self {
+        // INVARIANT: guaranteed by the caller.
+        Self {
+            bio,
+            begin,
+            _p: PhantomData,
+        }
+    }
+
+    fn raw(&self) -> *mut bindings::bio {
+        self.bio.as_ptr()
+    }
+
+    /// What the bio asks for.
+    pub(crate) fn kind(&self) -> BioKind {
+        kind_of(self.raw())
+    }
+
+    /// True for read-ahead, which may be failed instead of waited for.
+    pub(crate) fn is_readahead(&self) -> bool {
+        // SAFETY: `bio` is live by the type invariant.
+        unsafe { bindings::dmmr_bio_is_readahead(self.raw()) }
+    }
+
+    /// First sector, relative to the start of the target.
+    pub(crate) fn sector(&self) -> u64 {
+        // SAFETY: `bio` is live by the type invariant.
+        let s = unsafe { (*self.raw()).bi_iter.bi_sector };
+        s.saturating_sub(self.begin)
+    }
+
+    /// Length in sectors.
+    pub(crate) fn sectors(&self) -> u32 {
+        // SAFETY: `bio` is live by the type invariant.
+        unsafe { bindings::dmmr_bio_sectors(self.raw()) }
+    }
+
+    /// The target's record for this bio.
+    pub(crate) fn record(&mut self) -> &mut T::PerBio {
+        // SAFETY: per-bio data of this type was initialised by the map
+        // trampoline (type invariant), and `&mut self` makes this the only
+        // reference to it.
+        unsafe { &mut (*per_bio::<T>(self.raw())).record }
+    }
+
+    /// Sends the bio to `dev` at `sector` (relative to the device): dm core submits it.
+    pub(crate) fn remap(self, dev: &Device, sector: u64) -> Mapped {
+        // SAFETY: `bio` is live and, in `map`, still ours to redirect; `bdev`
+        // is held open by `dev`.
+        unsafe { bindings::dmmr_bio_remap(self.raw(), dev.bdev(), sector) };
+        Mapped(bindings::DM_MAPIO_REMAPPED as i32)
+    }
+
+    /// Fails the bio with an I/O error.
+    pub(crate) fn kill(self) -> Mapped {
+        Mapped(bindings::DM_MAPIO_KILL as i32)
+    }
+
+    /// Hands the bio over: the caller now completes it through [`OwnedBio`].
+    pub(super) fn into_owned(self) -> OwnedBio<T> {
+        // INVARIANT: returning DM_MAPIO_SUBMITTED (done by the caller with the
+        // `Mapped` that goes with this) makes the target the bio's owner until
+        // `bio_endio`.
+        OwnedBio {
+            bio: self.bio,
+            begin: self.begin,
+            _p: PhantomData,
+        }
+    }
+}
+
+/// A bio the target owns after returning `DM_MAPIO_SUBMITTED`; it must be
+/// completed with [`OwnedBio::end`] (dropping it fails the bio).
+///
+/// # Invariants
+///
+/// As for [`Bio`], and nobody else completes the bio.
+pub(crate) struct OwnedBio<T: TargetOperations> {
+    bio: NonNull<bindings::bio>,
+    begin: u64,
+    _p: PhantomData<T>,
+}
+
+impl<T: TargetOperations> OwnedBio<T> {
+    /// # Safety
+    ///
+    /// As for [`Bio::from_raw`], and the caller passes on the ownership of a
+    /// submitted bio.
+    pub(super) unsafe fn from_raw(bio: NonNull<bindings::bio>, begin: u64) -> Self {
+        // INVARIANT: guaranteed by the caller.
+        Self {
+            bio,
+            begin,
+            _p: PhantomData,
+        }
+    }
+
+    pub(super) fn raw(&self) -> *mut bindings::bio {
+        self.bio.as_ptr()
+    }
+
+    /// What the bio asks for.
+    pub(crate) fn kind(&self) -> BioKind {
+        kind_of(self.raw())
+    }
+
+    /// First sector, relative to the start of the target.
+    pub(crate) fn sector(&self) -> u64 {
+        // SAFETY: `bio` is live by the type invariant.
+        let s = unsafe { (*self.raw()).bi_iter.bi_sector };
+        s.saturating_sub(self.begin)
+    }
+
+    /// Completes the bio with `status`.
+    pub(crate) fn end(self, status: Status) {
+        let bio = self.raw();
+        core::mem::forget(self);
+        // SAFETY: we own the bio (type invariant) and complete it exactly once:
+        // `forget` keeps `drop` from completing it again.
+        unsafe {
+            bindings::dmmr_bio_set_status(bio, status.0);
+            bindings::bio_endio(bio);
+        }
+    }
+}
+
+impl<T: TargetOperations> Drop for OwnedBio<T> {
+    fn drop(&mut self) {
+        // A bio must never be lost: failing it is the safe default.
+        // SAFETY: we own the bio and this is its only completion.
+        unsafe {
+            bindings::dmmr_bio_set_status(self.raw(), Status::io_error().0);
+            bindings::bio_endio(self.raw());
+        }
+    }
+}
+
+// SAFETY: a bio the target owns may be completed from any context.
+unsafe impl<T: TargetOperations> Send for OwnedBio<T> {}
+
+pub(super) fn per_bio<T: TargetOperations>(bio: *mut bindings::bio) -> *mut PerBioData<T::PerBio> {
+    // SAFETY: every bio dm core hands to the target carries per-bio data of the
+    // size registered in the constructor; computing its address has no other
+    // requirement.
+    unsafe {
+        bindings::dmmr_per_bio_data(bio, core::mem::size_of::<PerBioData<T::PerBio>>()).cast()
+    }
+}
+
+fn kind_of(bio: *mut bindings::bio) -> BioKind {
+    // SAFETY: callers pass a live bio (their own type invariants).
+    let (op, write, flush, sectors) = unsafe {
+        (
+            bindings::dmmr_bio_op(bio),
+            bindings::dmmr_bio_is_write(bio),
+            bindings::dmmr_bio_has_preflush(bio),
+            bindings::dmmr_bio_sectors(bio),
+        )
+    };
+    if op == bindings::req_op_REQ_OP_DISCARD {
+        BioKind::Discard
+    } else if op == bindings::req_op_REQ_OP_READ {
+        BioKind::Read
+    } else if op == bindings::req_op_REQ_OP_WRITE && flush && sectors == 0 {
+        BioKind::Flush
+    } else if op == bindings::req_op_REQ_OP_WRITE && write {
+        BioKind::Write
+    } else {
+        BioKind::Other
+    }
+}

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The C dirty region log (dm-log: `core` and `disk` log types).
+
+use super::{args::Args, bindings, target::Target, StatusType, StatusWriter};
+use core::ptr::NonNull;
+use kernel::error::{code::EINVAL, Error, Result};
+
+/// A dirty region log created through `dm_dirty_log_create`.
+///
+/// # Invariants
+///
+/// `log` is a live log with a type that implements every method this file
+/// calls (dm-log's core and disk logs do), destroyed once in `drop`, before
+/// the target it was created for.
+pub(crate) struct DirtyLog {
+    log: NonNull<bindings::dm_dirty_log>,
+}
+
+impl DirtyLog {
+    /// Creates a log of type `type_name` (`core`, `disk`) with `args`.
+    pub(crate) fn create(target: &mut Target, type_name: &str, args: &Args<'_>) -> Result<Self> {
+        let mut buf = [0u8; 32];
+        let name = super::args::to_c_str(type_name, &mut buf).ok_or(EINVAL)?;
+        let (argc, argv) = args.as_raw();
+        // SAFETY: `ti` is being constructed, `name` is NUL-terminated and
+        // `argv` holds `argc` valid strings (the invariant of `Args`). A NULL
+        // flush callback is allowed (only the userspace log uses it).
+        let log = unsafe {
+            bindings::dm_dirty_log_create(name.as_ptr().cast(), target.as_raw(), None, argc, argv)
+        };
+        let log = NonNull::new(log).ok_or(EINVAL)?;
+        // INVARIANT: a fresh log of a registered type.
+        Ok(Self { log })
+    }
+
+    fn ops(&self) -> &bindings::dm_dirty_log_type {
+        // SAFETY: a live log always points to its (static, registered) type.
+        unsafe { &*(*self.log.as_ptr()).type_ }
+    }
+
+    /// Region size in sectors.
+    pub(crate) fn region_size(&self) -> u32 {
+        match self.ops().get_region_size {
+            // SAFETY: `log` is live and the method belongs to its type.
+            Some(f) => unsafe { f(self.log.as_ptr()) },
+            None => 0,
+        }
+    }
+
+    /// Whether `region` is in sync. Without `can_block`, a log that would have
+    /// to sleep answers `Err(EWOULDBLOCK)`.
+    pub(crate) fn in_sync(&self, region: u64, can_block: bool) -> Result<bool> {
+        let Some(f) = self.ops().in_sync else {
+            return Ok(false);
+        };
+        // SAFETY: `log` is live and the method belongs to its type; the core
+        // and disk logs' `in_sync` never sleeps with `can_block == 0`.
+        let r = unsafe { f(self.log.as_ptr(), region, i32::from(can_block)) };
+        if r < 0 {
+            Err(Error::from_errno(r))
+        } else {
+            Ok(r != 0)
+        }
+    }
+
+    /// Number of regions in sync.
+    pub(crate) fn sync_count(&self) -> u64 {
+        match self.ops().get_sync_count {
+            // SAFETY: `log` is live and the method belongs to its type.
+            Some(f) => unsafe { f(self.log.as_ptr()) },
+            None => 0,
+        }
+    }
+
+    /// Appends the log's part of a status line (`1 core`, `core 1 1024 `, ...).
+    pub(crate) fn status(&self, kind: StatusType, out: &mut StatusWriter<'_>) {
+        let Some(f) = self.ops().status else {
+            return;
+        };
+        // SAFETY: `log` is live; the C status method writes at most `maxlen`
+        // bytes (NUL included) to the buffer the writer hands out.
+        out.append_raw(|buf, maxlen| unsafe { f(self.log.as_ptr(), kind.raw(), buf, maxlen) });
+    }
+}
+
+impl Drop for DirtyLog {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant this is the only destroy.
+        unsafe { bindings::dm_dirty_log_destroy(self.log.as_ptr()) };
+    }
+}
+
+// SAFETY: the log's methods may be called from any thread; dm-log locks
+// internally where it needs to.
+unsafe impl Send for DirtyLog {}
+// SAFETY: as above.
+unsafe impl Sync for DirtyLog {}

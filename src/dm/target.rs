@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `Target` (a `struct dm_target` being constructed or running) and `Device`
+//! (a `struct dm_dev` the target holds: a leg or a log device).
+
+use super::{args::to_c_str, bindings};
+use core::ffi::CStr;
+use kernel::error::{code::EINVAL, to_result, Result};
+
+/// The target instance dm core is constructing or running.
+///
+/// # Invariants
+///
+/// `ti` points to a live `struct dm_target` for as long as this value exists:
+/// dm core hands it to the constructor and to every callback, and frees it only
+/// after the destructor.
+pub(crate) struct Target {
+    ti: *mut bindings::dm_target,
+}
+
+impl Target {
+    /// # Safety
+    ///
+    /// `ti` must be a live dm target for the lifetime of the returned value.
+    pub(super) unsafe fn from_raw(ti: *mut bindings::dm_target) -> Self {
+        // INVARIANT: guaranteed by the caller.
+        Self { ti }
+    }
+
+    pub(super) fn as_raw(&self) -> *mut bindings::dm_target {
+        self.ti
+    }
+
+    /// Length of the target in 512-byte sectors.
+    pub(crate) fn len(&self) -> u64 {
+        // SAFETY: `ti` is live by the type invariant; `len` is set before the
+        // constructor runs and never changes.
+        unsafe { (*self.ti).len }
+    }
+
+    /// First sector of the target in the mapped device.
+    pub(crate) fn begin(&self) -> u64 {
+        // SAFETY: as in `len`.
+        unsafe { (*self.ti).begin }
+    }
+
+    /// Sets the reason dm core prints when the constructor fails.
+    pub(crate) fn set_error(&mut self, msg: &'static CStr) {
+        // SAFETY: `ti` is live; dm core only reads `error`, and the string is static.
+        unsafe { (*self.ti).error = msg.as_ptr().cast_mut().cast() };
+    }
+
+    /// Splits bios so that none crosses a multiple of `sectors` (the region size).
+    pub(crate) fn set_max_io_len(&mut self, sectors: u32) -> Result {
+        // SAFETY: `ti` is live and still being constructed.
+        to_result(unsafe { bindings::dm_set_target_max_io_len(self.ti, sectors.into()) })
+    }
+
+    /// Asks dm core for one empty flush and one discard bio per target, and
+    /// reserves `per_io` bytes of per-bio data.
+    pub(super) fn set_io_shape(&mut self, flush_bios: u32, discard_bios: u32, per_io: usize) {
+        // SAFETY: `ti` is live and still being constructed, when dm core reads
+        // these fields afterwards.
+        unsafe {
+            (*self.ti).num_flush_bios = flush_bios;
+            (*self.ti).num_discard_bios = discard_bios;
+            (*self.ti).per_io_data_size = per_io as u32;
+        }
+    }
+
+    /// Opens the block device `path` (a path or `major:minor`) in the table's mode.
+    pub(crate) fn get_device(&mut self, path: &str) -> Result<Device> {
+        let mut buf = [0u8; 256];
+        let cpath = to_c_str(path, &mut buf).ok_or(EINVAL)?;
+        let mut dev: *mut bindings::dm_dev = core::ptr::null_mut();
+        // SAFETY: `ti` is live and being constructed, `cpath` is NUL-terminated
+        // and `dev` is a valid out pointer.
+        let ret = unsafe {
+            let mode = bindings::dm_table_get_mode((*self.ti).table);
+            bindings::dm_get_device(self.ti, cpath.as_ptr().cast(), mode, &mut dev)
+        };
+        to_result(ret)?;
+        // INVARIANT: `dm_get_device` succeeded, so `dev` is a reference that we
+        // own until `dm_put_device`, and `ti` outlives it (see `Device`).
+        Ok(Device { ti: self.ti, dev })
+    }
+
+    /// Raises a table event (`dmsetup wait`, dmeventd).
+    ///
+    /// May sleep: call it from process context (a work item), never from I/O completion.
+    pub(crate) fn raise_event(&self) {
+        // SAFETY: `ti` is live and `table` is set for a live target.
+        unsafe { bindings::dm_table_event((*self.ti).table) };
+    }
+}
+
+// SAFETY: `Target` is a handle to a dm target; dm core allows its callbacks,
+// and the accessors above, from any thread.
+unsafe impl Send for Target {}
+// SAFETY: the shared accessors only read fields that are fixed after construction
+// or call dm functions that do their own locking.
+unsafe impl Sync for Target {}
+
+/// A block device the target holds open (`struct dm_dev`).
+///
+/// # Invariants
+///
+/// `dev` was returned by `dm_get_device(ti, ...)` and is released exactly once,
+/// in `drop`. `Device` values are owned by the target's private data, which
+/// the destructor drops before dm core frees `ti`.
+pub(crate) struct Device {
+    ti: *mut bindings::dm_target,
+    dev: *mut bindings::dm_dev,
+}
+
+impl Device {
+    /// The device's name as dm prints it in tables, `major:minor`.
+    pub(crate) fn name(&self) -> &str {
+        // SAFETY: `dev` is valid by the type invariant; dm core fills `name`
+        // with a NUL-terminated `major:minor` string and never changes it.
+        let name = unsafe { CStr::from_ptr((*self.dev).name.as_ptr().cast()) };
+        name.to_str().unwrap_or("?")
+    }
+
+    pub(super) fn bdev(&self) -> *mut bindings::block_device {
+        // SAFETY: `dev` is valid by the type invariant.
+        unsafe { (*self.dev).bdev }
+    }
+
+    pub(super) fn as_raw(&self) -> *mut bindings::dm_dev {
+        self.dev
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant `dev` came from `dm_get_device(ti)`, `ti`
+        // is still live, and this is the only release.
+        unsafe { bindings::dm_put_device(self.ti, self.dev) };
+    }
+}
+
+// SAFETY: a `dm_dev` reference may be used and released from any thread.
+unsafe impl Send for Device {}
+// SAFETY: shared use only reads fields fixed at `dm_get_device` time.
+unsafe impl Sync for Device {}

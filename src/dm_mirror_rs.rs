@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! dm-mirror-rs: the device-mapper `mirror` target (a drop-in for
+//! drivers/md/dm-raid1.c) with pluggable read balancing.
+//!
+//! Three layers, calls only go down:
+//! - [`mirror`]: the target in safe Rust (`MirrorSet`);
+//! - `dm`: the device-mapper abstractions, the only FFI and `unsafe`;
+//! - `mcore`: kernel-independent parsing, formatting and read policies, also
+//!   built and tested on the host (`cargo test`).
+
+#[macro_use]
+mod dm;
+#[path = "core/lib.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod mcore;
+mod mirror;
+
+use kernel::prelude::*;
+
+module! {
+    type: DmMirrorModule,
+    name: "dm_mirror_rs",
+    authors: ["dm-mirror-rs developers"],
+    description: "device-mapper mirror target (dm-raid1 compatible) with read balancing",
+    license: "GPL",
+}
+
+struct DmMirrorModule {
+    _target: dm::Registration<mirror::MirrorSet>,
+}
+
+impl kernel::Module for DmMirrorModule {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let target = dm::Registration::new(
+            mirror::TARGET_NAME,
+            mirror::TARGET_VERSION,
+            mirror::TARGET_FEATURES,
+            module,
+        )?;
+        dm::print::dm_info!(
+            "version {}.{}.{} (Rust) loaded",
+            mirror::TARGET_VERSION[0],
+            mirror::TARGET_VERSION[1],
+            mirror::TARGET_VERSION[2]
+        );
+        Ok(Self { _target: target })
+    }
+}
