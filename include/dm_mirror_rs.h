@@ -22,7 +22,6 @@ extern const blk_status_t DMMR_BLK_STS_IOERR;
 extern const blk_status_t DMMR_BLK_STS_NOTSUPP;
 extern const blk_status_t DMMR_BLK_STS_INVAL;
 extern const blk_status_t DMMR_BLK_STS_DM_REQUEUE;
-extern const unsigned short DMMR_IOPRIO_DEFAULT;
 
 /* Static inlines of the block layer and dm core. */
 void *dmmr_per_bio_data(struct bio *bio, size_t size);
@@ -36,6 +35,7 @@ void dmmr_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector)
 void dmmr_bio_set_status(struct bio *bio, blk_status_t status);
 blk_opf_t dmmr_write_opf(blk_opf_t flags, bool discard);
 u64 dmmr_ktime_ns(void);
+unsigned short dmmr_ioprio_default(void);
 unsigned int dmmr_bdev_major(const struct block_device *bdev);
 unsigned int dmmr_bdev_minor(const struct block_device *bdev);
 void dmmr_io_request_init(struct dm_io_request *req, blk_opf_t opf, struct bio *bio,

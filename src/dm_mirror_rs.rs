@@ -38,7 +38,7 @@ impl kernel::Module for DmMirrorModule {
             mirror::TARGET_FEATURES,
             module,
         )?;
-        dm::print::dm_info!(
+        dm_info!(
             "version {}.{}.{} (Rust) loaded",
             mirror::TARGET_VERSION[0],
             mirror::TARGET_VERSION[1],

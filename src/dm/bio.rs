@@ -157,7 +157,6 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
         // `bio_endio`.
         OwnedBio {
             bio: self.bio,
-            begin: self.begin,
             _p: PhantomData,
         }
     }
@@ -171,7 +170,6 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
 /// As for [`Bio`], and nobody else completes the bio.
 pub(crate) struct OwnedBio<T: TargetOperations> {
     bio: NonNull<bindings::bio>,
-    begin: u64,
     _p: PhantomData<T>,
 }
 
@@ -180,11 +178,10 @@ impl<T: TargetOperations> OwnedBio<T> {
     ///
     /// As for [`Bio::from_raw`], and the caller passes on the ownership of a
     /// submitted bio.
-    pub(super) unsafe fn from_raw(bio: NonNull<bindings::bio>, begin: u64) -> Self {
+    pub(super) unsafe fn from_raw(bio: NonNull<bindings::bio>) -> Self {
         // INVARIANT: guaranteed by the caller.
         Self {
             bio,
-            begin,
             _p: PhantomData,
         }
     }
@@ -196,13 +193,6 @@ impl<T: TargetOperations> OwnedBio<T> {
     /// What the bio asks for.
     pub(crate) fn kind(&self) -> BioKind {
         kind_of(self.raw())
-    }
-
-    /// First sector, relative to the start of the target.
-    pub(crate) fn sector(&self) -> u64 {
-        // SAFETY: `bio` is live by the type invariant.
-        let s = unsafe { (*self.raw()).bi_iter.bi_sector };
-        s.saturating_sub(self.begin)
     }
 
     /// Completes the bio with `status`.

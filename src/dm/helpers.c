@@ -16,7 +16,6 @@ const blk_status_t DMMR_BLK_STS_IOERR = BLK_STS_IOERR;
 const blk_status_t DMMR_BLK_STS_NOTSUPP = BLK_STS_NOTSUPP;
 const blk_status_t DMMR_BLK_STS_INVAL = BLK_STS_INVAL;
 const blk_status_t DMMR_BLK_STS_DM_REQUEUE = BLK_STS_DM_REQUEUE;
-const unsigned short DMMR_IOPRIO_DEFAULT = IOPRIO_DEFAULT;
 
 void *dmmr_per_bio_data(struct bio *bio, size_t size)
 {
@@ -73,6 +72,11 @@ blk_opf_t dmmr_write_opf(blk_opf_t flags, bool discard)
 u64 dmmr_ktime_ns(void)
 {
 	return ktime_get_ns();
+}
+
+unsigned short dmmr_ioprio_default(void)
+{
+	return IOPRIO_DEFAULT;
 }
 
 unsigned int dmmr_bdev_major(const struct block_device *bdev)

@@ -92,7 +92,7 @@ impl IoClient {
                 regions.as_mut_ptr(),
                 core::ptr::null_mut(),
                 core::ptr::null_mut(),
-                bindings::DMMR_IOPRIO_DEFAULT,
+                bindings::dmmr_ioprio_default(),
             )
         };
         if ret != 0 {
@@ -139,7 +139,7 @@ unsafe extern "C" fn write_notify<T: TargetOperations>(
         let Some(bio) = NonNull::new(bio) else {
             return;
         };
-        let owned = OwnedBio::<T>::from_raw(bio, (*ti).begin);
+        let owned = OwnedBio::<T>::from_raw(bio);
         target.write_done(owned, error as u64, unsup as u64);
     }
 }

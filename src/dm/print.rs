@@ -15,16 +15,6 @@ macro_rules! dm_err {
     };
 }
 
-/// Prints a warning line `device-mapper: mirror: <text>` (DMWARN).
-macro_rules! dm_warn {
-    ($($arg:tt)*) => {
-        $crate::dm::print::emit(
-            &::kernel::print::format_strings::WARNING,
-            format_args!("{}\n", format_args!($($arg)*)),
-        )
-    };
-}
-
 /// Prints an info line `device-mapper: mirror: <text>` (DMINFO).
 macro_rules! dm_info {
     ($($arg:tt)*) => {
@@ -34,8 +24,6 @@ macro_rules! dm_info {
         )
     };
 }
-
-pub(crate) use {dm_err, dm_info, dm_warn};
 
 /// Prints one line with the dm prefix at the level of `format`.
 pub(crate) fn emit(

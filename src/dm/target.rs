@@ -38,12 +38,6 @@ impl Target {
         unsafe { (*self.ti).len }
     }
 
-    /// First sector of the target in the mapped device.
-    pub(crate) fn begin(&self) -> u64 {
-        // SAFETY: as in `len`.
-        unsafe { (*self.ti).begin }
-    }
-
     /// Sets the reason dm core prints when the constructor fails.
     pub(crate) fn set_error(&mut self, msg: &'static CStr) {
         // SAFETY: `ti` is live; dm core only reads `error`, and the string is static.
@@ -83,14 +77,6 @@ impl Target {
         // INVARIANT: `dm_get_device` succeeded, so `dev` is a reference that we
         // own until `dm_put_device`, and `ti` outlives it (see `Device`).
         Ok(Device { ti: self.ti, dev })
-    }
-
-    /// Raises a table event (`dmsetup wait`, dmeventd).
-    ///
-    /// May sleep: call it from process context (a work item), never from I/O completion.
-    pub(crate) fn raise_event(&self) {
-        // SAFETY: `ti` is live and `table` is set for a live target.
-        unsafe { bindings::dm_table_event((*self.ti).table) };
     }
 }
 

@@ -15,17 +15,17 @@ use crate::dm::{
 use crate::mcore::{
     legs::{LegSet, MAX_LEGS},
     message::{parse_message, Command},
-    policy::Balancer,
-    status,
-    table::{region_count, Features, LogSpec, MirrorTable},
+    policy::{Balancer, MirrorState, ReadRequest},
+    status::{self, LegErrors, LegHealth},
+    table::{region_count, Features, LegSpec, LogSpec, MirrorTable},
 };
 use core::fmt::Write;
 use kernel::{
-    error::code::{EINVAL, EWOULDBLOCK},
+    error::code::{EAGAIN, EINVAL},
     prelude::*,
     sync::{new_spinlock_irq, SpinLockIrq},
 };
-use leg::{Leg, LegErrors};
+use leg::Leg;
 
 /// The dm target type name, as lvm2 and dmsetup know it.
 pub(crate) const TARGET_NAME: &CStr = c"mirror";
@@ -37,6 +37,7 @@ pub(crate) const TARGET_FEATURES: u64 = dm::TARGET_ATOMIC_WRITES;
 /// What the read path and the error handling share, under one lock.
 struct ReadState {
     balancer: Balancer,
+    /// Errors recorded per leg; a leg with any is failed and gets no reads.
     errors: [LegErrors; MAX_LEGS],
 }
 
@@ -45,7 +46,7 @@ impl ReadState {
     fn usable(&self, nr_legs: usize) -> LegSet {
         let mut set = LegSet::EMPTY;
         for (i, e) in self.errors.iter().enumerate().take(nr_legs) {
-            if !e.failed() {
+            if *e == LegErrors::NONE {
                 set = set.with(i);
             }
         }
@@ -95,7 +96,7 @@ impl MirrorSet {
             Ok(s) => s,
             // A log that would have to sleep to answer: treat as not in sync,
             // which is always safe (the default leg has the data).
-            Err(e) if e == EWOULDBLOCK => false,
+            Err(e) if e == EAGAIN => false,
             Err(_) => return bio.kill(),
         };
         if !in_sync && bio.is_readahead() {
@@ -106,10 +107,16 @@ impl MirrorSet {
         let choice = {
             let mut st = self.state.lock();
             let usable = st.usable(nr);
-            st.balancer.choose(usable, sector, bio.sectors(), in_sync)
+            let read = ReadRequest {
+                sector,
+                nr_sectors: bio.sectors(),
+                region_in_sync: in_sync,
+                now_ns: dm::now_ns(),
+            };
+            st.balancer.choose(usable, &read)
         };
         let Some((idx, leg)) = choice.and_then(|i| Some((i, self.legs.get(i)?))) else {
-            dm_err!("Read failed: no usable leg for sector {}", sector);
+            dm_err!("All replicated volumes dead, failing I/O");
             return bio.kill();
         };
         *bio.record() = BioRecord {
@@ -134,16 +141,38 @@ impl MirrorSet {
         )
     }
 
-    /// Records an error of `kind` on leg `idx`; returns true the first time.
-    fn fail_leg(&self, idx: usize, set: impl FnOnce(&mut LegErrors) -> &mut bool) -> bool {
+    /// Records an error of `kind` on leg `idx` (dm-raid1's `fail_mirror`);
+    /// returns true the first time the leg sees an error of that kind.
+    ///
+    /// A failed default leg hands its role to the first healthy leg, as
+    /// dm-raid1 does, so that reads of regions not in sync still have a source.
+    fn fail_leg(&self, idx: usize, kind: LegErrors) -> bool {
+        let nr = self.nr_legs();
         let mut st = self.state.lock();
         let Some(errors) = st.errors.get_mut(idx) else {
             return false;
         };
-        let flag = set(errors);
-        let first = !*flag;
-        *flag = true;
+        let first = !errors.contains(kind);
+        *errors = errors.union(kind);
+        if st.balancer.default_leg() == idx {
+            if let Some(new) = st.usable(nr).first() {
+                // Cannot fail: `new` is a usable leg of this set.
+                let _ = st.balancer.set_default_leg(new);
+            }
+        }
         first
+    }
+
+    /// Each leg's health, for the status line.
+    fn health(&self) -> [LegHealth; MAX_LEGS] {
+        let mut health = [LegHealth::ALIVE; MAX_LEGS];
+        let st = self.state.lock();
+        for (h, e) in health.iter_mut().zip(st.errors.iter()) {
+            if *e != LegErrors::NONE {
+                *h = LegHealth::failed(*e);
+            }
+        }
+        health
     }
 
     fn any_leg_healthy(&self) -> bool {
@@ -211,7 +240,10 @@ impl TargetOperations for MirrorSet {
             err,
         })?;
         let balancer = Balancer::from_config(table.nr_legs(), &table.features.io_balance)
-            .ok_or_else(|| CtrError::invalid(c"Invalid io_balance feature"))?;
+            .map_err(|e| {
+                dm_err!("{}", e);
+                CtrError::invalid(c"Invalid io_balance feature")
+            })?;
 
         KBox::pin_init(
             try_pin_init!(MirrorSet {
@@ -253,7 +285,7 @@ impl TargetOperations for MirrorSet {
         if status.is_ok() || status.is_unsupported() || bio.is_readahead() {
             return status;
         }
-        if self.fail_leg(idx, |e| &mut e.read) {
+        if self.fail_leg(idx, LegErrors::READ) {
             let name = self.legs.get(idx).map_or("?", |l| l.dev.name());
             dm_err!("Mirror read failed from {}.", name);
         }
@@ -276,11 +308,12 @@ impl TargetOperations for MirrorSet {
             if failed & (1 << idx) == 0 {
                 continue;
             }
-            let first = if flush {
-                self.fail_leg(idx, |e| &mut e.flush)
+            let kind = if flush {
+                LegErrors::FLUSH
             } else {
-                self.fail_leg(idx, |e| &mut e.write)
+                LegErrors::WRITE
             };
+            let first = self.fail_leg(idx, kind);
             if first {
                 let name = self.legs.get(idx).map_or("?", |l| l.dev.name());
                 dm_err!("Write error on mirror leg {}; leg failed.", name);
@@ -302,13 +335,7 @@ impl TargetOperations for MirrorSet {
         let names = &names[..nr];
         match kind {
             StatusType::Info => {
-                let mut health = [status::LegHealth::default(); MAX_LEGS];
-                {
-                    let st = self.state.lock();
-                    for (h, e) in health.iter_mut().zip(st.errors.iter()) {
-                        *h = e.health();
-                    }
-                }
+                let health = self.health();
                 let _ = status::write_info_mirror_part(
                     out,
                     names,
@@ -320,17 +347,26 @@ impl TargetOperations for MirrorSet {
             }
             StatusType::Table => {
                 self.log.status(StatusType::Table, out);
-                let offsets = {
-                    let mut o = [0u64; MAX_LEGS];
-                    for (o, leg) in o.iter_mut().zip(self.legs.iter()) {
-                        *o = leg.offset;
-                    }
-                    o
-                };
-                let _ = status::write_table_mirror_part(out, names, &offsets[..nr], &self.features);
+                let mut legs = [LegSpec::default(); MAX_LEGS];
+                for ((spec, leg), name) in legs.iter_mut().zip(self.legs.iter()).zip(names) {
+                    *spec = LegSpec {
+                        device: name,
+                        offset: leg.offset,
+                    };
+                }
+                let _ = status::write_table_mirror_part(out, &legs[..nr], &self.features);
             }
             StatusType::Ima => {
-                let _ = write!(out, "mirror,nr_mirrors={}", nr);
+                let health = self.health();
+                let _ = status::write_ima_mirror_part(
+                    out,
+                    TARGET_VERSION,
+                    names,
+                    &health[..nr],
+                    &self.features,
+                );
+                self.log.status(StatusType::Ima, out);
+                let _ = out.write_str(";");
             }
         }
     }
@@ -342,13 +378,15 @@ impl TargetOperations for MirrorSet {
             dm_err!("{}", e);
             EINVAL
         })?;
+        // Read before taking the lock: the log may take its own.
+        let in_sync = self.log.sync_count() >= self.nr_regions;
         let mut st = self.state.lock();
+        let usable = st.usable(self.nr_legs());
         if let Command::Show = cmd {
-            let usable = st.usable(self.nr_legs());
             let _ = st.balancer.write_report(out, names, usable);
             return Ok(true);
         }
-        st.balancer.apply(&cmd).map_err(|e| {
+        st.balancer.apply(&cmd, &MirrorState { usable, in_sync }).map_err(|e| {
             dm_err!("{}", e);
             EINVAL
         })?;

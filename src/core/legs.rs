@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Mirror legs: the leg-count limit and a small bit set of legs.
+
+/// Maximum number of legs (mirrors) in one mirror set.
+///
+/// dm-raid1's `MAX_NR_MIRRORS` is `DM_KCOPYD_MAX_REGIONS + 1` = 8 + 1: one
+/// source plus up to eight kcopyd destinations during recovery.
+pub const MAX_LEGS: usize = 9;
+
+/// Minimum number of legs dm-raid1 accepts in a table.
+pub const MIN_LEGS: usize = 2;
+
+/// All bits that can name a leg.
+const LEG_BITS: u16 = (1 << MAX_LEGS) - 1;
+
+/// A set of legs: bit `i` set means leg `i` is a member.
+///
+/// Used for "which legs may serve a read right now" (the kernel builds it
+/// from the legs' error counts) and internally by the read policies.
+// INVARIANT: only bits below `MAX_LEGS` are ever set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LegSet(u16);
+
+impl LegSet {
+    /// The empty set.
+    pub const EMPTY: LegSet = LegSet(0);
+
+    /// Builds a set from a bit mask; bits at or above [`MAX_LEGS`] are ignored.
+    pub const fn from_bits(bits: u16) -> LegSet {
+        LegSet(bits & LEG_BITS)
+    }
+
+    /// The set of legs `0..nr_legs` (clamped to [`MAX_LEGS`]).
+    pub const fn first_n(nr_legs: usize) -> LegSet {
+        if nr_legs >= MAX_LEGS {
+            LegSet(LEG_BITS)
+        } else {
+            // nr_legs < MAX_LEGS <= 15, so the shift cannot overflow.
+            LegSet((1u16 << nr_legs).wrapping_sub(1) & LEG_BITS)
+        }
+    }
+
+    /// The set holding only `leg` (empty if `leg >= MAX_LEGS`).
+    pub const fn single(leg: usize) -> LegSet {
+        if leg < MAX_LEGS {
+            LegSet(1u16 << leg)
+        } else {
+            LegSet::EMPTY
+        }
+    }
+
+    /// The raw bit mask.
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// Whether `leg` is a member.
+    pub const fn contains(self, leg: usize) -> bool {
+        leg < MAX_LEGS && self.0 & (1u16 << leg) != 0
+    }
+
+    /// This set plus `leg` (unchanged if `leg >= MAX_LEGS`).
+    #[must_use]
+    pub const fn with(self, leg: usize) -> LegSet {
+        LegSet(self.0 | LegSet::single(leg).0)
+    }
+
+    /// This set minus `leg`.
+    #[must_use]
+    pub const fn without(self, leg: usize) -> LegSet {
+        LegSet(self.0 & !LegSet::single(leg).0)
+    }
+
+    /// Members of both sets.
+    #[must_use]
+    pub const fn intersection(self, other: LegSet) -> LegSet {
+        LegSet(self.0 & other.0)
+    }
+
+    /// Number of members.
+    pub const fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The lowest-numbered member.
+    pub const fn first(self) -> Option<usize> {
+        if self.0 == 0 {
+            None
+        } else {
+            Some(self.0.trailing_zeros() as usize)
+        }
+    }
+
+    /// The member if the set has exactly one.
+    pub const fn only_member(self) -> Option<usize> {
+        if self.0.count_ones() == 1 {
+            self.first()
+        } else {
+            None
+        }
+    }
+
+    /// The first member strictly after `leg`, wrapping around to the lowest
+    /// member; `leg` itself is returned only if it is the sole member.
+    pub fn next_after(self, leg: usize) -> Option<usize> {
+        let above = match leg.checked_add(1) {
+            Some(start) if start < MAX_LEGS => self.0 & !((1u16 << start).wrapping_sub(1)),
+            _ => 0,
+        };
+        if above != 0 {
+            Some(above.trailing_zeros() as usize)
+        } else {
+            self.first()
+        }
+    }
+
+    /// The first member at or below `leg`, going downwards and wrapping
+    /// around to the highest member: the order in which dm-raid1's
+    /// `choose_mirror()` tries legs starting from the default one.
+    pub fn at_or_before(self, leg: usize) -> Option<usize> {
+        let start = if leg >= MAX_LEGS { MAX_LEGS - 1 } else { leg };
+        // Bits 0..=start.
+        let at_or_below = self.0 & ((2u16 << start).wrapping_sub(1));
+        let bits = if at_or_below != 0 {
+            at_or_below
+        } else {
+            self.0
+        };
+        if bits == 0 {
+            None
+        } else {
+            Some(15usize.saturating_sub(bits.leading_zeros() as usize))
+        }
+    }
+
+    /// Iterates over the members in ascending order.
+    pub fn iter(self) -> LegSetIter {
+        LegSetIter { remaining: self.0 }
+    }
+}
+
+/// Iterator over the members of a [`LegSet`], ascending.
+#[derive(Clone, Debug)]
+pub struct LegSetIter {
+    remaining: u16,
+}
+
+impl Iterator for LegSetIter {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let leg = self.remaining.trailing_zeros() as usize;
+        // Clear the lowest set bit.
+        self.remaining &= self.remaining.wrapping_sub(1);
+        Some(leg)
+    }
+}
+
+impl IntoIterator for LegSet {
+    type Item = usize;
+    type IntoIter = LegSetIter;
+
+    fn into_iter(self) -> LegSetIter {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::needless_range_loop,
+    clippy::type_complexity
+)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn basics() {
+        let set = LegSet::from_bits(0b1010_0101);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [0, 2, 5, 7]);
+        assert_eq!(set.len(), 4);
+        assert!(set.contains(5) && !set.contains(1) && !set.contains(100));
+        assert_eq!(LegSet::from_bits(u16::MAX), LegSet::first_n(MAX_LEGS));
+        assert_eq!(LegSet::first_n(3).bits(), 0b111);
+        assert_eq!(LegSet::first_n(0), LegSet::EMPTY);
+        assert_eq!(LegSet::single(3).only_member(), Some(3));
+        assert_eq!(set.only_member(), None);
+        assert_eq!(LegSet::single(MAX_LEGS), LegSet::EMPTY);
+        assert_eq!(set.without(0).with(1).bits(), 0b1010_0110);
+    }
+
+    #[test]
+    fn next_after_wraps() {
+        let set = LegSet::from_bits(0b1_0000_0101); // 0, 2, 8
+        assert_eq!(set.next_after(0), Some(2));
+        assert_eq!(set.next_after(2), Some(8));
+        assert_eq!(set.next_after(8), Some(0));
+        assert_eq!(set.next_after(100), Some(0));
+        assert_eq!(LegSet::single(4).next_after(4), Some(4));
+        assert_eq!(LegSet::EMPTY.next_after(4), None);
+    }
+
+    #[test]
+    fn at_or_before_is_choose_mirror_order() {
+        let set = LegSet::from_bits(0b1_0000_0101); // 0, 2, 8
+        assert_eq!(set.at_or_before(2), Some(2));
+        assert_eq!(set.at_or_before(1), Some(0));
+        assert_eq!(set.at_or_before(7), Some(2));
+        let no_zero = LegSet::from_bits(0b0110); // 1, 2
+        assert_eq!(no_zero.at_or_before(0), Some(2));
+        assert_eq!(LegSet::EMPTY.at_or_before(0), None);
+        assert_eq!(set.at_or_before(100), Some(8));
+    }
+}

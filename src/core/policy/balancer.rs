@@ -1,0 +1,885 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The read-balancing state of one mirror set.
+
+use core::fmt;
+
+use super::super::legs::{LegSet, MAX_LEGS, MIN_LEGS};
+use super::super::message::{Command, PolicySpec, DEFAULT_WEIGHT, MAX_WEIGHT};
+use super::super::table::IoBalanceConfig;
+use super::{LegStats, Policy, ReadContext, ReadPolicy, QUEUE_DEPTH_ONE, QUEUE_DEPTH_SHIFT};
+
+/// A read to place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// First sector (target-relative).
+    pub sector: u64,
+    /// Length in sectors.
+    pub nr_sectors: u32,
+    /// Whether the dirty log says the read's region is in sync; if not, only
+    /// the default leg has valid data.
+    pub region_in_sync: bool,
+    /// Current time in nanoseconds from a monotonic clock
+    /// (`ktime_get_ns()`); used for probe timing only.
+    pub now_ns: u64,
+}
+
+/// What [`Balancer::apply`] needs to know about the mirror set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MirrorState {
+    /// Legs without errors.
+    pub usable: LegSet,
+    /// Whether every region is in sync (no resynchronisation pending).
+    pub in_sync: bool,
+}
+
+/// Why a [`Balancer`] operation was refused; state is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BalancerError {
+    /// A mirror set must have `MIN_LEGS..=MAX_LEGS` legs.
+    InvalidLegCount(usize),
+    /// A leg index at or beyond the number of legs.
+    NoSuchLeg(usize),
+    /// A weight above [`MAX_WEIGHT`].
+    WeightOutOfRange(u16),
+    /// `default` naming a leg that has failed.
+    DefaultLegNotUsable(usize),
+    /// `default` while regions are out of sync: the default leg is the
+    /// resynchronisation source and the only leg read from out-of-sync
+    /// regions, so changing it would expose stale data.
+    DefaultLegWhileResyncing,
+}
+
+impl fmt::Display for BalancerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BalancerError::InvalidLegCount(count) => {
+                write!(
+                    f,
+                    "io_balance: invalid number of legs {count} ({MIN_LEGS}..={MAX_LEGS})"
+                )
+            }
+            BalancerError::NoSuchLeg(leg) => write!(f, "io_balance: no leg {leg}"),
+            BalancerError::WeightOutOfRange(weight) => {
+                write!(
+                    f,
+                    "io_balance: weight {weight} out of range (0..={MAX_WEIGHT})"
+                )
+            }
+            BalancerError::DefaultLegNotUsable(leg) => {
+                write!(
+                    f,
+                    "io_balance: cannot make failed leg {leg} the default leg"
+                )
+            }
+            BalancerError::DefaultLegWhileResyncing => f.write_str(
+                "io_balance: cannot change the default leg while the mirror is not in sync",
+            ),
+        }
+    }
+}
+
+/// Read-balancing state of one mirror set: default leg, weights, active
+/// policy and per-leg statistics.
+///
+/// Guarantees of [`Balancer::choose`]:
+///
+/// - it never returns a leg outside `usable` (or `>= nr_legs`);
+/// - a read of a region that is not in sync goes to the default leg, or
+///   nowhere (`None`) if the default leg is not usable;
+/// - if exactly one leg is usable, that leg is returned, whatever its
+///   weight;
+/// - `None` only if no leg is usable, or as above.
+///
+/// Every leg returned must be reported back exactly once with
+/// [`Balancer::complete`] (or [`Balancer::cancel`] if the read was never
+/// sent).
+// INVARIANT: `MIN_LEGS <= nr_legs <= MAX_LEGS`; `default_leg < nr_legs`;
+// `weights[i] <= MAX_WEIGHT`; entries of `weights` and `stats` past
+// `nr_legs` are unused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Balancer {
+    nr_legs: u8,
+    default_leg: u8,
+    weights: [u16; MAX_LEGS],
+    policy: Policy,
+    stats: [LegStats; MAX_LEGS],
+    last_usable: LegSet,
+}
+
+impl Balancer {
+    /// A balancer for `nr_legs` legs: default leg 0, all weights 1, policy
+    /// `round_robin ios 0` (every read to the default leg, like upstream).
+    pub fn new(nr_legs: usize) -> Result<Balancer, BalancerError> {
+        if !(MIN_LEGS..=MAX_LEGS).contains(&nr_legs) {
+            return Err(BalancerError::InvalidLegCount(nr_legs));
+        }
+        Ok(Balancer {
+            nr_legs: u8::try_from(nr_legs).map_err(|_| BalancerError::InvalidLegCount(nr_legs))?,
+            default_leg: 0,
+            weights: [DEFAULT_WEIGHT; MAX_LEGS],
+            policy: Policy::from_spec(&PolicySpec::UPSTREAM, 0),
+            stats: [LegStats::default(); MAX_LEGS],
+            last_usable: LegSet::first_n(nr_legs),
+        })
+    }
+
+    /// A balancer for `nr_legs` legs configured by a table's `io_balance`
+    /// features.
+    pub fn from_config(
+        nr_legs: usize,
+        config: &IoBalanceConfig,
+    ) -> Result<Balancer, BalancerError> {
+        let mut balancer = Balancer::new(nr_legs)?;
+        if let Some(leg) = config.default_leg() {
+            balancer.default_leg = balancer.leg_u8(leg.index())?;
+        }
+        for leg in 0..nr_legs {
+            if let Some(weight) = config.weight(leg) {
+                balancer.check_weight(weight)?;
+                if let Some(slot) = balancer.weights.get_mut(leg) {
+                    *slot = weight;
+                }
+            }
+        }
+        // Reject weights for legs that do not exist.
+        if let Some(leg) = (nr_legs..MAX_LEGS).find(|leg| config.weight(*leg).is_some()) {
+            return Err(BalancerError::NoSuchLeg(leg));
+        }
+        let spec = config.policy().unwrap_or(PolicySpec::UPSTREAM);
+        balancer.policy = Policy::from_spec(&spec, balancer.default_leg());
+        Ok(balancer)
+    }
+
+    fn leg_u8(&self, leg: usize) -> Result<u8, BalancerError> {
+        if leg < self.nr_legs() {
+            u8::try_from(leg).map_err(|_| BalancerError::NoSuchLeg(leg))
+        } else {
+            Err(BalancerError::NoSuchLeg(leg))
+        }
+    }
+
+    fn check_weight(&self, weight: u16) -> Result<(), BalancerError> {
+        if weight <= MAX_WEIGHT {
+            Ok(())
+        } else {
+            Err(BalancerError::WeightOutOfRange(weight))
+        }
+    }
+
+    /// Number of legs.
+    pub fn nr_legs(&self) -> usize {
+        usize::from(self.nr_legs)
+    }
+
+    /// The default leg.
+    pub fn default_leg(&self) -> usize {
+        usize::from(self.default_leg)
+    }
+
+    /// A leg's weight (`None` for no such leg).
+    pub fn weight(&self, leg: usize) -> Option<u16> {
+        if leg < self.nr_legs() {
+            self.weights.get(leg).copied()
+        } else {
+            None
+        }
+    }
+
+    /// The active policy and its effective parameters.
+    pub fn policy(&self) -> PolicySpec {
+        self.policy.spec()
+    }
+
+    /// The active policy's internal state (for tests and debugging).
+    pub fn policy_state(&self) -> Policy {
+        self.policy
+    }
+
+    /// A leg's statistics (`None` for no such leg).
+    pub fn stats(&self, leg: usize) -> Option<&LegStats> {
+        if leg < self.nr_legs() {
+            self.stats.get(leg)
+        } else {
+            None
+        }
+    }
+
+    /// Chooses the leg to read from (see the type's guarantees) and accounts
+    /// the read to it.
+    pub fn choose(&mut self, usable: LegSet, read: &ReadRequest) -> Option<usize> {
+        let usable = usable.intersection(LegSet::first_n(self.nr_legs()));
+        self.note_usable(usable);
+        let default_leg = self.default_leg();
+
+        let leg = if !read.region_in_sync {
+            usable.contains(default_leg).then_some(default_leg)?
+        } else if let Some(only) = usable.only_member() {
+            only
+        } else {
+            let context = ReadContext {
+                usable,
+                nr_legs: self.nr_legs(),
+                default_leg,
+                weights: &self.weights,
+                stats: &self.stats,
+                read,
+            };
+            match self.policy.choose(&context) {
+                Some(leg) if usable.contains(leg) => leg,
+                _ => usable.at_or_before(default_leg)?,
+            }
+        };
+
+        if let Some(stats) = self.stats.get_mut(leg) {
+            stats.record_dispatch(read);
+        }
+        Some(leg)
+    }
+
+    /// Forgets the estimates of legs that just became usable again: their
+    /// old latency says nothing about the repaired device.
+    fn note_usable(&mut self, usable: LegSet) {
+        if usable == self.last_usable {
+            return;
+        }
+        let revived = LegSet::from_bits(usable.bits() & !self.last_usable.bits());
+        for leg in revived {
+            if let Some(stats) = self.stats.get_mut(leg) {
+                stats.forget_estimates();
+            }
+        }
+        self.last_usable = usable;
+    }
+
+    /// Reports the completion of a read sent to `leg` by [`Balancer::choose`]:
+    /// `latency_ns` from dispatch to completion, `ok` false on error.
+    pub fn complete(&mut self, leg: usize, latency_ns: u64, ok: bool) {
+        if leg >= self.nr_legs() {
+            return;
+        }
+        if let Some(stats) = self.stats.get_mut(leg) {
+            stats.record_completion(latency_ns, ok);
+        }
+        if ok {
+            self.policy.complete(leg, latency_ns);
+        }
+    }
+
+    /// Undoes the in-flight accounting of a read chosen for `leg` that was
+    /// never sent.
+    pub fn cancel(&mut self, leg: usize) {
+        if leg >= self.nr_legs() {
+            return;
+        }
+        if let Some(stats) = self.stats.get_mut(leg) {
+            stats.in_flight = stats.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Sets the default leg without the checks of the `default` message:
+    /// for the kernel's own use, e.g. when the default leg fails and
+    /// dm-raid1 picks a new one.
+    pub fn set_default_leg(&mut self, leg: usize) -> Result<(), BalancerError> {
+        self.default_leg = self.leg_u8(leg)?;
+        self.policy.reset();
+        Ok(())
+    }
+
+    /// Zeroes the per-leg counters (reads, sectors, errors); in-flight
+    /// accounting and latency estimates are kept.
+    pub fn reset_stats(&mut self) {
+        for stats in &mut self.stats {
+            stats.reset_counters();
+        }
+    }
+
+    /// Applies a parsed message. Everything is validated first, so on error
+    /// nothing has changed. [`Command::Show`] changes nothing (the caller
+    /// answers it with [`Balancer::write_report`]).
+    pub fn apply(&mut self, command: &Command, state: &MirrorState) -> Result<(), BalancerError> {
+        match *command {
+            // Selecting a policy (even the active one) starts it afresh;
+            // the latency estimates live in `stats` and are kept.
+            Command::SetPolicy(spec) => self.policy = Policy::from_spec(&spec, self.default_leg()),
+            Command::SetDefaultLeg(leg) => {
+                let index = self.leg_u8(leg.index())?;
+                if !state.usable.contains(leg.index()) {
+                    return Err(BalancerError::DefaultLegNotUsable(leg.index()));
+                }
+                if !state.in_sync && index != self.default_leg {
+                    return Err(BalancerError::DefaultLegWhileResyncing);
+                }
+                self.default_leg = index;
+                self.policy.reset();
+            }
+            Command::SetWeight { leg, weight } => {
+                self.leg_u8(leg.index())?;
+                self.check_weight(weight)?;
+                if let Some(slot) = self.weights.get_mut(leg.index()) {
+                    *slot = weight;
+                }
+                if matches!(self.policy, Policy::Weighted(_)) {
+                    self.policy.reset();
+                } else {
+                    self.policy = Policy::from_spec(&PolicySpec::Weighted, self.default_leg());
+                }
+            }
+            Command::ResetStats => self.reset_stats(),
+            Command::Show => {}
+        }
+        Ok(())
+    }
+
+    /// Writes the `io_balance show` report:
+    ///
+    /// ```text
+    /// policy adaptive tolerance 25 probe_ms 100
+    /// default 0 253:3
+    /// leg 0 253:3 usable weight 1 reads 1200 sectors 9600 in_flight 1 errors 0 latency_ns 81234 queue_depth 0.75 samples 1199
+    /// leg 1 253:4 failed weight 1 reads 3 sectors 24 in_flight 0 errors 1 latency_ns - queue_depth 0.00 samples 0
+    /// ```
+    ///
+    /// one line each, every line ending in `\n`; `leg_names` are the legs'
+    /// device names (a missing name prints as `-`), `usable` the legs
+    /// without errors. Less than 2300 bytes even for [`MAX_LEGS`] legs with
+    /// every counter at its maximum.
+    pub fn write_report(
+        &self,
+        out: &mut dyn fmt::Write,
+        leg_names: &[&str],
+        usable: LegSet,
+    ) -> fmt::Result {
+        let name = |leg: usize| leg_names.get(leg).copied().unwrap_or("-");
+        out.write_str("policy ")?;
+        self.policy.spec().write_words(out)?;
+        out.write_char('\n')?;
+        writeln!(
+            out,
+            "default {} {}",
+            self.default_leg,
+            name(self.default_leg())
+        )?;
+        for (leg, stats) in self.stats.iter().enumerate().take(self.nr_legs()) {
+            let state = if usable.contains(leg) {
+                "usable"
+            } else {
+                "failed"
+            };
+            let weight = self.weights.get(leg).copied().unwrap_or(0);
+            write!(
+                out,
+                "leg {leg} {} {state} weight {weight} reads {} sectors {} in_flight {} errors {} latency_ns ",
+                name(leg),
+                stats.reads,
+                stats.sectors,
+                stats.in_flight,
+                stats.errors
+            )?;
+            if stats.samples > 0 {
+                write!(out, "{}", stats.latency_ns)?;
+            } else {
+                out.write_char('-')?;
+            }
+            let whole = stats.queue_depth_x256 >> QUEUE_DEPTH_SHIFT;
+            let fraction = stats.queue_depth_x256 & QUEUE_DEPTH_ONE.wrapping_sub(1);
+            let hundredths = fraction.saturating_mul(100) >> QUEUE_DEPTH_SHIFT;
+            writeln!(
+                out,
+                " queue_depth {whole}.{hundredths:02} samples {}",
+                stats.samples
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic,
+    clippy::needless_range_loop,
+    clippy::type_complexity
+)]
+mod tests {
+    use super::super::super::message::{parse_message, AdaptiveParams, LegRef};
+    use super::*;
+    use proptest::prelude::*;
+    use std::string::String;
+    use std::vec::Vec;
+
+    const NAMES: [&str; MAX_LEGS] = [
+        "7:0", "7:1", "7:2", "7:3", "7:4", "7:5", "7:6", "7:7", "7:8",
+    ];
+
+    fn read(sector: u64) -> ReadRequest {
+        ReadRequest {
+            sector,
+            nr_sectors: 8,
+            region_in_sync: true,
+            now_ns: 0,
+        }
+    }
+
+    fn all_in_sync(nr_legs: usize) -> MirrorState {
+        MirrorState {
+            usable: LegSet::first_n(nr_legs),
+            in_sync: true,
+        }
+    }
+
+    fn message(balancer: &mut Balancer, line: &str) -> Result<(), BalancerError> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let names = NAMES.get(..balancer.nr_legs()).unwrap();
+        let command = parse_message(&words, names).unwrap();
+        balancer.apply(&command, &all_in_sync(balancer.nr_legs()))
+    }
+
+    /// Chooses `reads` times (completing each read at once) and counts the
+    /// reads per leg.
+    fn counts(balancer: &mut Balancer, usable: LegSet, reads: usize) -> [usize; MAX_LEGS] {
+        let mut counts = [0; MAX_LEGS];
+        for i in 0..reads {
+            let leg = balancer.choose(usable, &read(i as u64 * 64)).unwrap();
+            counts[leg] += 1;
+            balancer.complete(leg, 1000, true);
+        }
+        counts
+    }
+
+    #[test]
+    fn new_balancer_reads_the_default_leg_like_upstream() {
+        let mut balancer = Balancer::new(3).unwrap();
+        assert_eq!(balancer.policy(), PolicySpec::UPSTREAM);
+        assert_eq!(
+            counts(&mut balancer, LegSet::first_n(3), 10),
+            [10, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
+        // Default failed: choose_mirror() order, downwards from it (wrapping).
+        assert_eq!(counts(&mut balancer, LegSet::from_bits(0b110), 4)[2], 4);
+        assert!(Balancer::new(1).is_err());
+        assert!(Balancer::new(10).is_err());
+    }
+
+    #[test]
+    fn out_of_sync_reads_go_to_the_default_leg_or_nowhere() {
+        let mut balancer = Balancer::new(2).unwrap();
+        message(&mut balancer, "io_balance round_robin ios 1").unwrap();
+        let unsynced = ReadRequest {
+            region_in_sync: false,
+            ..read(0)
+        };
+        for _ in 0..4 {
+            assert_eq!(balancer.choose(LegSet::first_n(2), &unsynced), Some(0));
+        }
+        assert_eq!(balancer.choose(LegSet::from_bits(0b10), &unsynced), None);
+        assert_eq!(balancer.choose(LegSet::EMPTY, &read(0)), None);
+        assert_eq!(balancer.stats(0).unwrap().in_flight, 4);
+    }
+
+    #[test]
+    fn single_usable_leg_is_used_even_with_weight_zero() {
+        let mut balancer = Balancer::new(3).unwrap();
+        message(&mut balancer, "io_balance weight 7:2 0").unwrap();
+        assert_eq!(balancer.policy(), PolicySpec::Weighted);
+        assert_eq!(counts(&mut balancer, LegSet::single(2), 3)[2], 3);
+        assert_eq!(
+            counts(&mut balancer, LegSet::first_n(3), 4),
+            [2, 2, 0, 0, 0, 0, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn usable_bits_beyond_the_legs_are_ignored() {
+        let mut balancer = Balancer::new(2).unwrap();
+        message(&mut balancer, "io_balance round_robin ios 1").unwrap();
+        let c = counts(&mut balancer, LegSet::from_bits(u16::MAX), 20);
+        assert_eq!(c[..2], [10, 10]);
+    }
+
+    #[test]
+    fn default_message_checks_state() {
+        let mut balancer = Balancer::new(3).unwrap();
+        let default_to = |leg| Command::SetDefaultLeg(LegRef::by_index(leg).unwrap());
+        let degraded = MirrorState {
+            usable: LegSet::from_bits(0b011),
+            in_sync: true,
+        };
+        assert_eq!(
+            balancer.apply(&default_to(2), &degraded),
+            Err(BalancerError::DefaultLegNotUsable(2))
+        );
+        let resyncing = MirrorState {
+            usable: LegSet::first_n(3),
+            in_sync: false,
+        };
+        assert_eq!(
+            balancer.apply(&default_to(1), &resyncing),
+            Err(BalancerError::DefaultLegWhileResyncing)
+        );
+        assert_eq!(balancer.apply(&default_to(0), &resyncing), Ok(()));
+        assert_eq!(balancer.default_leg(), 0);
+        assert_eq!(balancer.apply(&default_to(1), &degraded), Ok(()));
+        assert_eq!(balancer.default_leg(), 1);
+        assert_eq!(counts(&mut balancer, LegSet::first_n(3), 3)[1], 3);
+    }
+
+    #[test]
+    fn failed_apply_changes_nothing() {
+        let mut balancer = Balancer::new(3).unwrap();
+        message(&mut balancer, "io_balance adaptive").unwrap();
+        counts(&mut balancer, LegSet::first_n(3), 7);
+        let before = balancer;
+        let bad = [
+            Command::SetWeight {
+                leg: LegRef::by_index(5).unwrap(),
+                weight: 1,
+            },
+            Command::SetWeight {
+                leg: LegRef::by_index(1).unwrap(),
+                weight: MAX_WEIGHT + 1,
+            },
+            Command::SetDefaultLeg(LegRef::by_index(3).unwrap()),
+        ];
+        for command in bad {
+            assert!(balancer.apply(&command, &all_in_sync(3)).is_err());
+            assert_eq!(balancer, before);
+        }
+        assert!(balancer.set_default_leg(3).is_err());
+        assert_eq!(balancer, before);
+    }
+
+    #[test]
+    fn from_config_applies_table_features() {
+        let mut config = IoBalanceConfig::default();
+        config.apply(&Command::SetDefaultLeg(LegRef::by_name(1).unwrap()));
+        config.apply(&Command::SetWeight {
+            leg: LegRef::by_index(0).unwrap(),
+            weight: 3,
+        });
+        let balancer = Balancer::from_config(2, &config).unwrap();
+        assert_eq!(balancer.default_leg(), 1);
+        assert_eq!(balancer.weight(0), Some(3));
+        assert_eq!(balancer.weight(1), Some(DEFAULT_WEIGHT));
+        assert_eq!(balancer.policy(), PolicySpec::Weighted);
+        assert_eq!(
+            Balancer::from_config(1, &config),
+            Err(BalancerError::InvalidLegCount(1))
+        );
+
+        let mut config = IoBalanceConfig::default();
+        config.apply(&Command::SetWeight {
+            leg: LegRef::by_index(4).unwrap(),
+            weight: 3,
+        });
+        assert_eq!(
+            Balancer::from_config(3, &config),
+            Err(BalancerError::NoSuchLeg(4))
+        );
+        assert_eq!(
+            Balancer::from_config(3, &IoBalanceConfig::default()).unwrap(),
+            Balancer::new(3).unwrap()
+        );
+    }
+
+    #[test]
+    fn report_text() {
+        let mut balancer = Balancer::new(2).unwrap();
+        message(&mut balancer, "io_balance adaptive").unwrap();
+        let leg = balancer.choose(LegSet::first_n(2), &read(0)).unwrap();
+        balancer.complete(leg, 81_234, true);
+        let leg = balancer.choose(LegSet::first_n(2), &read(100)).unwrap();
+        balancer.complete(leg, 5, false);
+        balancer.choose(LegSet::first_n(2), &read(200)).unwrap();
+        let mut out = String::new();
+        // Adaptive with no samples rotates starting after leg 0: leg 1, 0, 1.
+        balancer
+            .write_report(&mut out, &NAMES[..2], LegSet::single(1))
+            .unwrap();
+        assert_eq!(
+            out,
+            "policy adaptive tolerance 25 probe_ms 100\n\
+             default 0 7:0\n\
+             leg 0 7:0 failed weight 1 reads 1 sectors 8 in_flight 0 errors 1 latency_ns - queue_depth 0.00 samples 0\n\
+             leg 1 7:1 usable weight 1 reads 2 sectors 16 in_flight 1 errors 0 latency_ns 81234 queue_depth 0.00 samples 1\n"
+        );
+        message(&mut balancer, "io_balance reset_stats").unwrap();
+        let stats = balancer.stats(1).unwrap();
+        assert_eq!(
+            (stats.reads, stats.sectors, stats.in_flight, stats.samples),
+            (0, 0, 1, 1)
+        );
+        let mut out = String::new();
+        message(&mut balancer, "io_balance round_robin ios 3").unwrap();
+        balancer.write_report(&mut out, &[], LegSet::EMPTY).unwrap();
+        assert!(
+            out.starts_with("policy round_robin ios 3\ndefault 0 -\nleg 0 - failed"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn report_fits_in_2300_bytes() {
+        let mut balancer = Balancer::new(MAX_LEGS).unwrap();
+        for leg in 0..MAX_LEGS {
+            let stats = balancer.stats.get_mut(leg).unwrap();
+            *stats = LegStats {
+                reads: u64::MAX,
+                sectors: u64::MAX,
+                errors: u64::MAX,
+                in_flight: u32::MAX,
+                samples: u64::MAX,
+                latency_ns: u64::MAX,
+                queue_depth_x256: u32::MAX,
+                last_dispatch_ns: 0,
+                next_sector: None,
+                stale_sample_pending: false,
+            };
+        }
+        balancer.policy = Policy::from_spec(
+            &PolicySpec::Adaptive(AdaptiveParams {
+                tolerance_pct: Some(1000),
+                probe_ms: Some(60000),
+            }),
+            0,
+        );
+        let long_names = ["253:1048575"; MAX_LEGS];
+        let mut out = String::new();
+        balancer
+            .write_report(&mut out, &long_names, LegSet::first_n(MAX_LEGS))
+            .unwrap();
+        assert!(out.len() < 2300, "{}", out.len());
+    }
+
+    #[test]
+    fn revived_leg_forgets_its_latency() {
+        let mut balancer = Balancer::new(2).unwrap();
+        message(&mut balancer, "io_balance round_robin ios 1").unwrap();
+        counts(&mut balancer, LegSet::first_n(2), 4);
+        assert_eq!(balancer.stats(1).unwrap().samples, 2);
+        counts(&mut balancer, LegSet::single(0), 1);
+        assert_eq!(balancer.stats(1).unwrap().samples, 2);
+        counts(&mut balancer, LegSet::first_n(2), 1);
+        assert_eq!(balancer.stats(1).unwrap().samples, 0);
+    }
+
+    #[test]
+    fn latency_average_converges() {
+        let mut stats = LegStats::default();
+        let request = read(0);
+        for _ in 0..200 {
+            stats.record_dispatch(&request);
+            stats.record_completion(50_000, true);
+        }
+        assert!(
+            (49_900..=50_000).contains(&stats.latency_ns),
+            "{}",
+            stats.latency_ns
+        );
+        stats.record_completion(u64::MAX, true);
+        assert!(stats.latency_ns <= super::super::MAX_LATENCY_SAMPLE_NS);
+        assert_eq!(stats.in_flight, 0);
+    }
+
+    /// A random operation on a balancer.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Choose {
+            usable: u16,
+            in_sync: bool,
+            sector: u64,
+            now_ns: u64,
+        },
+        Complete {
+            pick: usize,
+            latency_ns: u64,
+            ok: bool,
+        },
+        Apply {
+            command: Command,
+            usable: u16,
+            in_sync: bool,
+        },
+        SetDefault(usize),
+    }
+
+    fn leg_ref() -> impl Strategy<Value = LegRef> {
+        (0..MAX_LEGS, any::<bool>()).prop_map(|(leg, by_name)| {
+            if by_name {
+                LegRef::by_name(leg).unwrap()
+            } else {
+                LegRef::by_index(leg).unwrap()
+            }
+        })
+    }
+
+    fn policy_spec() -> impl Strategy<Value = PolicySpec> {
+        prop_oneof![
+            (0u32..20).prop_map(|ios| PolicySpec::RoundRobin { ios }),
+            Just(PolicySpec::Weighted),
+            (
+                proptest::option::of(0u16..=1000),
+                proptest::option::of(0u32..=1000)
+            )
+                .prop_map(|(tolerance_pct, probe_ms)| PolicySpec::Adaptive(
+                    AdaptiveParams {
+                        tolerance_pct,
+                        probe_ms
+                    }
+                )),
+        ]
+    }
+
+    pub(crate) fn command() -> impl Strategy<Value = Command> {
+        prop_oneof![
+            policy_spec().prop_map(Command::SetPolicy),
+            leg_ref().prop_map(Command::SetDefaultLeg),
+            (leg_ref(), 0u16..=1000).prop_map(|(leg, weight)| Command::SetWeight { leg, weight }),
+            Just(Command::Show),
+            Just(Command::ResetStats),
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (any::<u16>(), any::<bool>(), 0u64..64, 0u64..1_000_000_000).prop_map(
+                |(usable, in_sync, sector, now_ns)| Op::Choose { usable, in_sync, sector: sector * 8, now_ns }
+            ),
+            4 => (any::<usize>(), 0u64..10_000_000, any::<bool>()).prop_map(
+                |(pick, latency_ns, ok)| Op::Complete { pick, latency_ns, ok }
+            ),
+            1 => (command(), any::<u16>(), any::<bool>()).prop_map(
+                |(command, usable, in_sync)| Op::Apply { command, usable, in_sync }
+            ),
+            1 => (0..MAX_LEGS + 1).prop_map(Op::SetDefault),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever happens, `choose` honours its guarantees and the
+        /// in-flight accounting matches the reads not yet completed.
+        #[test]
+        fn choose_guarantees_hold(nr_legs in 2..=MAX_LEGS, ops in proptest::collection::vec(op(), 1..200)) {
+            let mut balancer = Balancer::new(nr_legs).unwrap();
+            let mut outstanding: Vec<usize> = Vec::new();
+            let all = LegSet::first_n(nr_legs);
+            for op in ops {
+                match op {
+                    Op::Choose { usable, in_sync, sector, now_ns } => {
+                        let usable = LegSet::from_bits(usable);
+                        let request = ReadRequest { sector, nr_sectors: 8, region_in_sync: in_sync, now_ns };
+                        let default_leg = balancer.default_leg();
+                        let effective = usable.intersection(all);
+                        let chosen = balancer.choose(usable, &request);
+                        match chosen {
+                            Some(leg) => {
+                                prop_assert!(effective.contains(leg));
+                                if !in_sync {
+                                    prop_assert_eq!(leg, default_leg);
+                                }
+                                if let Some(only) = effective.only_member() {
+                                    prop_assert_eq!(leg, only);
+                                }
+                                outstanding.push(leg);
+                            }
+                            None => prop_assert!(
+                                effective.is_empty() || (!in_sync && !effective.contains(default_leg))
+                            ),
+                        }
+                    }
+                    Op::Complete { pick, latency_ns, ok } => {
+                        if !outstanding.is_empty() {
+                            let leg = outstanding.swap_remove(pick % outstanding.len());
+                            balancer.complete(leg, latency_ns, ok);
+                        }
+                    }
+                    Op::Apply { command, usable, in_sync } => {
+                        let before = balancer;
+                        let state = MirrorState { usable: LegSet::from_bits(usable), in_sync };
+                        if balancer.apply(&command, &state).is_err() {
+                            prop_assert_eq!(balancer, before);
+                        }
+                    }
+                    Op::SetDefault(leg) => {
+                        let ok = balancer.set_default_leg(leg).is_ok();
+                        prop_assert_eq!(ok, leg < nr_legs);
+                    }
+                }
+                for leg in 0..nr_legs {
+                    let expected = outstanding.iter().filter(|l| **l == leg).count();
+                    prop_assert_eq!(balancer.stats(leg).unwrap().in_flight as usize, expected);
+                }
+            }
+        }
+
+        /// Weighted: over every full cycle the distribution matches the
+        /// weights exactly.
+        #[test]
+        fn weighted_distribution_is_exact(
+            nr_legs in 2..=MAX_LEGS,
+            weights in proptest::collection::vec(0u16..=20, MAX_LEGS),
+            usable in any::<u16>(),
+            cycles in 1usize..4,
+        ) {
+            let all = LegSet::first_n(nr_legs);
+            let usable = LegSet::from_bits(usable).intersection(all);
+            prop_assume!(usable.len() >= 2);
+            let mut balancer = Balancer::new(nr_legs).unwrap();
+            for leg in 0..nr_legs {
+                message(&mut balancer, &std::format!("io_balance weight {leg} {}", weights[leg])).unwrap();
+            }
+            let total: usize = usable.iter().map(|leg| usize::from(weights[leg])).sum();
+            if total == 0 {
+                // Only weight-0 legs: everything goes to the default leg's
+                // choose_mirror() substitute.
+                let c = counts(&mut balancer, usable, 10);
+                prop_assert_eq!(c[usable.at_or_before(0).unwrap()], 10);
+            } else {
+                // Check every prefix that ends a cycle.
+                for cycle in 1..=cycles {
+                    let c = counts(&mut balancer, usable, total);
+                    for leg in 0..MAX_LEGS {
+                        let expected = if usable.contains(leg) { usize::from(weights[leg]) } else { 0 };
+                        prop_assert_eq!(c[leg], expected, "cycle {} leg {}", cycle, leg);
+                    }
+                }
+            }
+        }
+
+        /// Round robin: `ios` reads per usable leg, exactly, per cycle; with
+        /// ios 0 everything goes to the default leg.
+        #[test]
+        fn round_robin_distribution_is_exact(
+            nr_legs in 2..=MAX_LEGS,
+            ios in 0u32..40,
+            usable in any::<u16>(),
+            default_leg in 0..MAX_LEGS,
+            cycles in 1usize..4,
+        ) {
+            let all = LegSet::first_n(nr_legs);
+            let usable = LegSet::from_bits(usable).intersection(all);
+            prop_assume!(usable.len() >= 2);
+            let default_leg = default_leg % nr_legs;
+            let mut balancer = Balancer::new(nr_legs).unwrap();
+            balancer.set_default_leg(default_leg).unwrap();
+            message(&mut balancer, &std::format!("io_balance round_robin ios {ios}")).unwrap();
+            if ios == 0 {
+                let c = counts(&mut balancer, usable, 50);
+                let expected_leg = if usable.contains(default_leg) { default_leg } else { usable.at_or_before(default_leg).unwrap() };
+                prop_assert_eq!(c[expected_leg], 50);
+            } else {
+                let per_cycle = ios as usize * usable.len();
+                let c = counts(&mut balancer, usable, per_cycle * cycles);
+                for leg in 0..MAX_LEGS {
+                    let expected = if usable.contains(leg) { ios as usize * cycles } else { 0 };
+                    prop_assert_eq!(c[leg], expected);
+                }
+            }
+        }
+    }
+}
