@@ -40,13 +40,11 @@ check: setup
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	@kdir=$(KDIR); $(KMAKE) CLIPPY=1 W=1 modules
-	@kdir=$(KDIR); source scripts/env.sh; \
-		/usr/bin/rustfmt --edition 2021 --check --config-path "$(TOP)/.rustfmt.toml" \
-		src/dm_mirror_rs.rs
+	/usr/bin/rustfmt --edition 2021 --check --config-path .rustfmt.toml src/dm_mirror_rs.rs
 
 fmt:
 	cargo fmt
-	/usr/bin/rustfmt --edition 2021 --config-path "$(TOP)/.rustfmt.toml" src/dm_mirror_rs.rs
+	/usr/bin/rustfmt --edition 2021 --config-path .rustfmt.toml src/dm_mirror_rs.rs
 
 fuzz:
 	bash scripts/fuzz

@@ -12,7 +12,8 @@ export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
 # Debian's rustc-web (1.96) ships the core/alloc sources the kernel needs;
 # the rustup toolchains on these machines have no rust-src.
 DMMR_KMAKE_ARGS=(LLVM=-19 RUSTC=/usr/bin/rustc HOSTRUSTC=/usr/bin/rustc
-	RUSTDOC=/usr/bin/rustdoc BINDGEN="$DMMR_BINDGEN")
+	RUSTDOC=/usr/bin/rustdoc RUSTFMT=/usr/bin/rustfmt
+	CLIPPY_DRIVER=/usr/bin/clippy-driver BINDGEN="$DMMR_BINDGEN")
 
 # The cache key of a kernel build: series, profile, and a hash of the config
 # fragments that define it.

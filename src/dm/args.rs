@@ -3,7 +3,7 @@
 //! The argument vectors dm core hands to a constructor or a message.
 
 use core::ffi::CStr;
-use kernel::ffi::c_char;
+use kernel::{ffi::c_char, str::CStrExt};
 
 /// Most words a constructor line or message may have; dm-raid1's longest line
 /// (disk log, nine legs, every feature) is far below this.
@@ -43,7 +43,7 @@ impl<'a> Args<'a> {
         for (i, slot) in buf.iter_mut().enumerate().take(argc) {
             // SAFETY: `i < argc`, and the caller guarantees `argv[..argc]` are
             // valid NUL-terminated strings living for `'a`.
-            let word = unsafe { CStr::from_ptr((*argv.add(i)).cast()) };
+            let word = unsafe { CStr::from_char_ptr(*argv.add(i)) };
             *slot = word.to_str().map_err(|_| kernel::error::code::EINVAL)?;
         }
         // INVARIANT: the first `argc` words were converted from `argv` above.

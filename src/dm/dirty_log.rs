@@ -4,7 +4,10 @@
 
 use super::{args::Args, bindings, target::Target, StatusType, StatusWriter};
 use core::ptr::NonNull;
-use kernel::error::{code::EINVAL, Error, Result};
+use kernel::{
+    error::{code::EINVAL, Error, Result},
+    str::CStrExt,
+};
 
 /// A dirty region log created through `dm_dirty_log_create`.
 ///
@@ -27,7 +30,7 @@ impl DirtyLog {
         // `argv` holds `argc` valid strings (the invariant of `Args`). A NULL
         // flush callback is allowed (only the userspace log uses it).
         let log = unsafe {
-            bindings::dm_dirty_log_create(name.as_ptr().cast(), target.as_raw(), None, argc, argv)
+            bindings::dm_dirty_log_create(name.as_char_ptr(), target.as_raw(), None, argc, argv)
         };
         let log = NonNull::new(log).ok_or(EINVAL)?;
         // INVARIANT: a fresh log of a registered type.

@@ -124,6 +124,10 @@ unsafe impl Send for IoClient {}
 unsafe impl Sync for IoClient {}
 
 /// dm-io's completion: hands the bio back to the target.
+///
+/// # Safety
+///
+/// Called by dm-io only, with the `context` given in [`IoClient::write_all`].
 unsafe extern "C" fn write_notify<T: TargetOperations>(
     error: c_ulong,
     unsup: c_ulong,

@@ -26,6 +26,7 @@ use kernel::{
     error::{code::EINVAL, Error, Result},
     ffi::{c_char, c_int, c_uint, c_void},
     prelude::*,
+    str::CStrExt,
     ThisModule,
 };
 
@@ -187,7 +188,7 @@ impl<T: TargetOperations> Registration<T> {
     ) -> Result<Self> {
         let tt = bindings::target_type {
             features,
-            name: name.as_ptr().cast(),
+            name: name.as_char_ptr(),
             module: module.as_ptr().cast(),
             version,
             ctr: Some(ctr::<T>),
@@ -237,9 +238,15 @@ unsafe impl<T: TargetOperations> Sync for Registration<T> {}
 /// that is not being destroyed.
 unsafe fn private<'a, T: TargetOperations>(ti: *mut bindings::dm_target) -> &'a T {
     // SAFETY: per the function's contract `private` holds a live `T`, freed only in `dtr`.
-    unsafe { &*((*ti).private as *const T) }
+    unsafe { &*(*ti).private.cast::<T>() }
 }
 
+/// `ctr` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only: `ti` is a target under construction and `argv`
+/// holds `argc` NUL-terminated words.
 unsafe extern "C" fn ctr<T: TargetOperations>(
     ti: *mut bindings::dm_target,
     argc: c_uint,
@@ -276,16 +283,27 @@ unsafe extern "C" fn ctr<T: TargetOperations>(
     }
 }
 
+/// `dtr` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only, once, for a target `ctr::<T>` constructed, with no
+/// I/O in flight.
 unsafe extern "C" fn dtr<T: TargetOperations>(ti: *mut bindings::dm_target) {
     // SAFETY: `ctr::<T>` succeeded, so `private` is the pointer of a pinned
     // `KBox<T>`; dm core calls `dtr` once, with no I/O left.
     unsafe {
-        let raw = (*ti).private as *mut T;
+        let raw = (*ti).private.cast::<T>();
         (*ti).private = core::ptr::null_mut();
         drop(Pin::new_unchecked(KBox::from_raw(raw)));
     }
 }
 
+/// `map` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only, with a live bio of a target `ctr::<T>` constructed.
 unsafe extern "C" fn map<T: TargetOperations>(
     ti: *mut bindings::dm_target,
     bio: *mut bindings::bio,
@@ -305,6 +323,11 @@ unsafe extern "C" fn map<T: TargetOperations>(
     }
 }
 
+/// `end_io` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only, for a bio `map::<T>` saw, with a valid `error`.
 unsafe extern "C" fn end_io<T: TargetOperations>(
     ti: *mut bindings::dm_target,
     bio: *mut bindings::bio,
@@ -323,21 +346,42 @@ unsafe extern "C" fn end_io<T: TargetOperations>(
     bindings::DM_ENDIO_DONE as c_int
 }
 
+/// `presuspend` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only, for a constructed target.
 unsafe extern "C" fn presuspend<T: TargetOperations>(ti: *mut bindings::dm_target) {
     // SAFETY: a constructed target.
     unsafe { private::<T>(ti) }.presuspend();
 }
 
+/// `postsuspend` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only, for a constructed target.
 unsafe extern "C" fn postsuspend<T: TargetOperations>(ti: *mut bindings::dm_target) {
     // SAFETY: a constructed target.
     unsafe { private::<T>(ti) }.postsuspend();
 }
 
+/// `resume` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only, for a constructed target.
 unsafe extern "C" fn resume<T: TargetOperations>(ti: *mut bindings::dm_target) {
     // SAFETY: a constructed target.
     unsafe { private::<T>(ti) }.resume();
 }
 
+/// `status` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only, for a constructed target, with a writable buffer
+/// of `maxlen` bytes at `result`.
 unsafe extern "C" fn status<T: TargetOperations>(
     ti: *mut bindings::dm_target,
     kind: bindings::status_type_t,
@@ -356,6 +400,12 @@ unsafe extern "C" fn status<T: TargetOperations>(
     unsafe { private::<T>(ti) }.status(StatusType::from_raw(kind), &mut out);
 }
 
+/// `message` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only, for a constructed target, with `argc` words in
+/// `argv` and a writable buffer of `maxlen` bytes at `result`.
 unsafe extern "C" fn message<T: TargetOperations>(
     ti: *mut bindings::dm_target,
     argc: c_uint,
@@ -386,6 +436,12 @@ unsafe extern "C" fn message<T: TargetOperations>(
     }
 }
 
+/// `iterate_devices` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only, for a constructed target, with a callout that
+/// accepts `data`.
 unsafe extern "C" fn iterate_devices<T: TargetOperations>(
     ti: *mut bindings::dm_target,
     callout: bindings::iterate_devices_callout_fn,

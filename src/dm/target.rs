@@ -5,7 +5,10 @@
 
 use super::{args::to_c_str, bindings};
 use core::ffi::CStr;
-use kernel::error::{code::EINVAL, to_result, Result};
+use kernel::{
+    error::{code::EINVAL, to_result, Result},
+    str::CStrExt,
+};
 
 /// The target instance dm core is constructing or running.
 ///
@@ -41,7 +44,7 @@ impl Target {
     /// Sets the reason dm core prints when the constructor fails.
     pub(crate) fn set_error(&mut self, msg: &'static CStr) {
         // SAFETY: `ti` is live; dm core only reads `error`, and the string is static.
-        unsafe { (*self.ti).error = msg.as_ptr().cast_mut().cast() };
+        unsafe { (*self.ti).error = msg.as_char_ptr().cast_mut() };
     }
 
     /// Splits bios so that none crosses a multiple of `sectors` (the region size).
@@ -71,7 +74,7 @@ impl Target {
         // and `dev` is a valid out pointer.
         let ret = unsafe {
             let mode = bindings::dm_table_get_mode((*self.ti).table);
-            bindings::dm_get_device(self.ti, cpath.as_ptr().cast(), mode, &mut dev)
+            bindings::dm_get_device(self.ti, cpath.as_char_ptr(), mode, &mut dev)
         };
         to_result(ret)?;
         // INVARIANT: `dm_get_device` succeeded, so `dev` is a reference that we
@@ -104,7 +107,7 @@ impl Device {
     pub(crate) fn name(&self) -> &str {
         // SAFETY: `dev` is valid by the type invariant; dm core fills `name`
         // with a NUL-terminated `major:minor` string and never changes it.
-        let name = unsafe { CStr::from_ptr((*self.dev).name.as_ptr().cast()) };
+        let name = unsafe { CStr::from_char_ptr((*self.dev).name.as_ptr()) };
         name.to_str().unwrap_or("?")
     }
 

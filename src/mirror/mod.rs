@@ -137,7 +137,9 @@ impl MirrorSet {
         // comes back must not miss writes it could still take.
         self.io.write_all(
             bio,
-            self.legs.iter().map(|leg| (&leg.dev, leg.map_sector(sector))),
+            self.legs
+                .iter()
+                .map(|leg| (&leg.dev, leg.map_sector(sector))),
         )
     }
 
@@ -194,9 +196,9 @@ impl TargetOperations for MirrorSet {
             return Err(CtrError::invalid(c"Error creating mirror dirty log"));
         }
         // dm-log parses the log arguments again itself; hand them on untouched.
-        let log_args = args.slice(2, 2 + table.log_args.len()).ok_or_else(|| {
-            CtrError::invalid(c"Insufficient mirror log arguments")
-        })?;
+        let log_args = args
+            .slice(2, 2 + table.log_args.len())
+            .ok_or_else(|| CtrError::invalid(c"Insufficient mirror log arguments"))?;
         let log = DirtyLog::create(target, table.log.type_name(), &log_args).map_err(|_| {
             dm_err!("Error creating mirror dirty log");
             CtrError::invalid(c"Error creating mirror dirty log")
@@ -212,7 +214,8 @@ impl TargetOperations for MirrorSet {
             msg: c"Cannot allocate mirror context",
             err,
         };
-        let mut legs = KVec::with_capacity(table.nr_legs(), GFP_KERNEL).map_err(|e| nomem(e.into()))?;
+        let mut legs =
+            KVec::with_capacity(table.nr_legs(), GFP_KERNEL).map_err(|e| nomem(e.into()))?;
         for spec in table.legs() {
             let dev = target.get_device(spec.device).map_err(|err| {
                 dm_err!("Device lookup failure: {}", spec.device);
@@ -239,8 +242,8 @@ impl TargetOperations for MirrorSet {
             msg: c"Error creating dm_io client",
             err,
         })?;
-        let balancer = Balancer::from_config(table.nr_legs(), &table.features.io_balance)
-            .map_err(|e| {
+        let balancer =
+            Balancer::from_config(table.nr_legs(), &table.features.io_balance).map_err(|e| {
                 dm_err!("{}", e);
                 CtrError::invalid(c"Invalid io_balance feature")
             })?;
@@ -281,7 +284,10 @@ impl TargetOperations for MirrorSet {
             return status;
         };
         let latency = dm::now_ns().saturating_sub(record.start_ns);
-        self.state.lock().balancer.complete(idx, latency, status.is_ok());
+        self.state
+            .lock()
+            .balancer
+            .complete(idx, latency, status.is_ok());
         if status.is_ok() || status.is_unsupported() || bio.is_readahead() {
             return status;
         }
@@ -386,10 +392,12 @@ impl TargetOperations for MirrorSet {
             let _ = st.balancer.write_report(out, names, usable);
             return Ok(true);
         }
-        st.balancer.apply(&cmd, &MirrorState { usable, in_sync }).map_err(|e| {
-            dm_err!("{}", e);
-            EINVAL
-        })?;
+        st.balancer
+            .apply(&cmd, &MirrorState { usable, in_sync })
+            .map_err(|e| {
+                dm_err!("{}", e);
+                EINVAL
+            })?;
         Ok(false)
     }
 
