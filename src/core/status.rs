@@ -286,23 +286,34 @@ pub fn write_ima_mirror_part(
 }
 
 /// A `core::fmt::Write` sink over a byte buffer, for callers that have a
-/// plain buffer (like dm's `result`/`maxlen`). Keeps one byte free for a
-/// terminating NUL, which it maintains after every write.
-// INVARIANT: `len < buf.len()` whenever `buf` is non-empty, and
-// `buf[len] == 0`.
+/// plain buffer (like dm's `result`/`maxlen`). Keeps the text
+/// NUL-terminated after every write.
+///
+/// Like `DMEMIT` (`scnprintf`), a write that does not fit copies what fits
+/// and fills the buffer, so dm's `dm_message_test_buffer_overflow()`
+/// (`strlen(result) + 1 >= maxlen`) sees it is full and sets
+/// `DM_BUFFER_FULL_FLAG`, and dmsetup retries with a larger buffer; the
+/// write then returns `Err` and [`BufWriter::overflowed`] is true.
+// INVARIANT: if `buf` is non-empty, `len < buf.len()` and `buf[len] == 0`.
 #[derive(Debug)]
 pub struct BufWriter<'b> {
     buf: &'b mut [u8],
     len: usize,
+    overflowed: bool,
 }
 
 impl<'b> BufWriter<'b> {
-    /// Wraps `buf`; writes into an empty buffer always fail.
+    /// Wraps `buf` (its first byte becomes NUL); an empty buffer takes only
+    /// empty writes.
     pub fn new(buf: &'b mut [u8]) -> BufWriter<'b> {
         if let Some(first) = buf.first_mut() {
             *first = 0;
         }
-        BufWriter { buf, len: 0 }
+        BufWriter {
+            buf,
+            len: 0,
+            overflowed: false,
+        }
     }
 
     /// Bytes written so far (without the NUL).
@@ -315,28 +326,46 @@ impl<'b> BufWriter<'b> {
         self.len == 0
     }
 
-    /// The text written so far.
+    /// Whether some write did not fit (the text is truncated).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// The text written so far (up to the last whole character, if a
+    /// truncated write split one).
     pub fn as_str(&self) -> &str {
         let bytes = self.buf.get(..self.len).unwrap_or(&[]);
-        // Only whole `&str`s are ever copied in, so this cannot fail.
-        core::str::from_utf8(bytes).unwrap_or("")
+        match core::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => bytes
+                .get(..error.valid_up_to())
+                .and_then(|valid| core::str::from_utf8(valid).ok())
+                .unwrap_or(""),
+        }
     }
 }
 
 impl Write for BufWriter<'_> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let end = self.len.checked_add(text.len()).ok_or(fmt::Error)?;
-        // Room for `end` bytes plus the NUL.
-        if end >= self.buf.len() {
-            return Err(fmt::Error);
+        // Room for text, keeping one byte for the NUL.
+        let room = self.buf.len().saturating_sub(1).saturating_sub(self.len);
+        let (fits, result) = if text.len() <= room {
+            (text.len(), Ok(()))
+        } else {
+            self.overflowed = true;
+            (room, Err(fmt::Error))
+        };
+        let end = self.len.saturating_add(fits);
+        if let (Some(dest), Some(src)) =
+            (self.buf.get_mut(self.len..end), text.as_bytes().get(..fits))
+        {
+            dest.copy_from_slice(src);
+            self.len = end;
         }
-        let dest = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        dest.copy_from_slice(text.as_bytes());
-        if let Some(nul) = self.buf.get_mut(end) {
+        if let Some(nul) = self.buf.get_mut(self.len) {
             *nul = 0;
         }
-        self.len = end;
-        Ok(())
+        result
     }
 }
 
@@ -508,16 +537,38 @@ mod tests {
     }
 
     #[test]
-    fn buf_writer_keeps_a_nul() {
+    fn buf_writer_keeps_a_nul_and_fills_on_overflow() {
         let mut buf = [0xffu8; 8];
         let mut out = BufWriter::new(&mut buf);
         assert!(out.is_empty());
         out.write_str("1 core").unwrap();
         assert_eq!(out.as_str(), "1 core");
-        assert!(out.write_str("xx").is_err());
         out.write_str("x").unwrap();
+        assert!(!out.overflowed());
+        assert!(out.write_str("yz").is_err());
+        assert!(out.overflowed());
         assert_eq!(out.len(), 7);
         assert_eq!(&buf, b"1 corex\0");
-        assert!(BufWriter::new(&mut []).write_str("").is_err());
+
+        // Full like scnprintf leaves it: strlen + 1 == maxlen.
+        let mut buf = [0xffu8; 6];
+        let mut out = BufWriter::new(&mut buf);
+        assert!(write!(out, "leg 0 253:3").is_err());
+        assert_eq!(out.as_str(), "leg 0");
+        assert_eq!(&buf, b"leg 0\0");
+
+        // A split character is not returned by as_str.
+        let mut buf = [0u8; 4];
+        let mut out = BufWriter::new(&mut buf);
+        assert!(out.write_str("aé€").is_err());
+        assert_eq!(out.len(), 3);
+        assert_eq!(out.as_str(), "aé");
+        let mut buf = [0u8; 3];
+        let mut out = BufWriter::new(&mut buf);
+        assert!(out.write_str("€").is_err());
+        assert_eq!(out.as_str(), "");
+
+        assert!(BufWriter::new(&mut []).write_str("").is_ok());
+        assert!(BufWriter::new(&mut []).write_str("x").is_err());
     }
 }

@@ -58,7 +58,10 @@
 //! 3. Sequential affinity: a read that starts where the last read sent to a
 //!    leg in the band ended goes to that leg (keeps streams on one disk for
 //!    read-ahead and seek locality, as md raid1 does).
-//! 4. Otherwise the band members take turns (round robin).
+//! 4. Otherwise the band members with the fewest reads in flight take turns
+//!    (round robin). (For legs whose latency does not depend on their queue,
+//!    any split of the queue predicts the same latency; this keeps the split
+//!    even.)
 //!
 //! Everything is integer arithmetic: latencies are clamped to
 //! [`super::MAX_LATENCY_SAMPLE_NS`] and in-flight counts to
@@ -202,8 +205,27 @@ impl ReadPolicy for Adaptive {
             return Some(leg);
         }
 
-        let leg = band.next_after(usize::from(self.cursor))?;
-        self.cursor = u8::try_from(leg).unwrap_or(0);
+        // Among the band, the least loaded legs take turns: with legs whose
+        // latency does not depend on load, predictions alone would accept
+        // any split of the queue.
+        let in_flight = |leg: usize| {
+            context
+                .stats
+                .get(leg)
+                .map_or(u32::MAX, |stats| stats.in_flight)
+        };
+        let least = band.iter().map(in_flight).min()?;
+        let mut least_loaded = LegSet::EMPTY;
+        for leg in band {
+            if in_flight(leg) == least {
+                least_loaded = least_loaded.with(leg);
+            }
+        }
+        let leg = least_loaded.next_after(usize::from(self.cursor))?;
+        // Only a real choice moves the turn on.
+        if least_loaded.len() > 1 {
+            self.cursor = u8::try_from(leg).unwrap_or(0);
+        }
         Some(leg)
     }
 
@@ -376,7 +398,7 @@ mod tests {
 
     #[test]
     fn equal_legs_share_the_load() {
-        for queue_depth in [1, 2, 16] {
+        for queue_depth in [1, 2, 4, 16, 64] {
             let mut sim = Sim::new(&[FAST, FAST], adaptive());
             let counts = sim.run(queue_depth, 20_000);
             let first = share(&counts, 0);
@@ -395,9 +417,14 @@ mod tests {
 
     #[test]
     fn equal_disks_share_the_load() {
-        let mut sim = Sim::new(&[DISK, DISK], adaptive());
-        let counts = sim.run(8, 5_000);
-        assert!((40..=60).contains(&share(&counts, 0)), "{counts:?}");
+        for queue_depth in [1, 8, 64] {
+            let mut sim = Sim::new(&[DISK, DISK], adaptive());
+            let counts = sim.run(queue_depth, 5_000);
+            assert!(
+                (45..=55).contains(&share(&counts, 0)),
+                "qd {queue_depth}: {counts:?}"
+            );
+        }
     }
 
     #[test]
@@ -488,6 +515,19 @@ mod tests {
             ..LegStats::default()
         };
         assert!(Adaptive::predicted_latency_ns(&extreme, 0) < 1 << 53);
+    }
+
+    #[test]
+    fn two_fast_legs_share_and_slow_leg_idles() {
+        for queue_depth in [1, 4, 32] {
+            let mut sim = Sim::new(&[FAST, SLOW, FAST], adaptive());
+            let counts = sim.run(queue_depth, 30_000);
+            assert!(share(&counts, 1) <= 1, "qd {queue_depth}: {counts:?}");
+            assert!(
+                (45..=55).contains(&share(&counts, 0)),
+                "qd {queue_depth}: {counts:?}"
+            );
+        }
     }
 
     impl Sim {
