@@ -12,8 +12,7 @@
 #[macro_use]
 mod dm;
 #[path = "core/lib.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod mcore;
+pub mod mcore;
 mod mirror;
 
 use kernel::prelude::*;

@@ -513,13 +513,18 @@ impl<'a> MirrorTable<'a> {
 
         let mut legs = [LegSpec::default(); MAX_LEGS];
         let mut leg_names = [""; MAX_LEGS];
-        for ((slot, name), pair) in legs
+        // Indexing by pair rather than `chunks_exact(2)`: the latter's zip
+        // specialisation divides by the chunk size, a panic path that objtool
+        // reports as falling through in the kernel build.
+        for (i, (slot, name)) in legs
             .iter_mut()
             .zip(leg_names.iter_mut())
-            .zip(leg_words.chunks_exact(2))
+            .take(nr_legs)
+            .enumerate()
         {
-            let (device, offset_word) = match pair {
-                [device, offset_word] => (*device, *offset_word),
+            let first = i.saturating_mul(2);
+            let (device, offset_word) = match (leg_words.get(first), leg_words.get(first + 1)) {
+                (Some(device), Some(offset_word)) => (*device, *offset_word),
                 _ => return Err(TableError::TooFewMirrorArgs),
             };
             let offset = parse_u64(offset_word).ok_or(TableError::InvalidOffset(offset_word))?;

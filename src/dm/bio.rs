@@ -41,6 +41,12 @@ impl Status {
         // SAFETY: reading an immutable C constant.
         Self(unsafe { bindings::DMMR_BLK_STS_NOTSUPP })
     }
+    /// `BLK_STS_DM_REQUEUE`: dm core holds the bio and sends it again after
+    /// the (noflush) suspend.
+    pub(crate) fn dm_requeue() -> Self {
+        // SAFETY: reading an immutable C constant.
+        Self(unsafe { bindings::DMMR_BLK_STS_DM_REQUEUE })
+    }
     /// `BLK_STS_INVAL`.
     pub(crate) fn invalid() -> Self {
         // SAFETY: reading an immutable C constant.
@@ -71,8 +77,17 @@ pub(super) struct PerBioData<P> {
 }
 
 /// The answer of `map`: only obtainable by handing the bio on, so a bio is
-/// never both remapped and owned by dm-io.
+/// never both remapped and owned by the target.
 pub(crate) struct Mapped(pub(super) i32);
+
+/// The answer of `end_io`: done with a status, or kept by the target for
+/// another attempt (it then completes the bio itself, later).
+pub(crate) struct EndIo(pub(super) Option<Status>);
+
+/// What `dm_bio_record` saves of a bio, so that a failed read can be
+/// restored and sent again (kept in the per-bio record).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BioDetails(bindings::dmmr_bio_details);
 
 /// A bio inside `map` or `end_io`.
 ///
@@ -150,15 +165,48 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
         Mapped(bindings::DM_MAPIO_KILL as i32)
     }
 
-    /// Hands the bio over: the caller now completes it through [`OwnedBio`].
-    pub(super) fn into_owned(self) -> OwnedBio<T> {
-        // INVARIANT: returning DM_MAPIO_SUBMITTED (done by the caller with the
-        // `Mapped` that goes with this) makes the target the bio's owner until
-        // `bio_endio`.
-        OwnedBio {
+    /// In `map`: keeps the bio (`DM_MAPIO_SUBMITTED`); the target completes
+    /// it later through the [`OwnedBio`].
+    pub(crate) fn submitted(self) -> (OwnedBio<T>, Mapped) {
+        // INVARIANT: returning DM_MAPIO_SUBMITTED makes the target the bio's
+        // owner until it calls `bio_endio`.
+        let owned = OwnedBio {
             bio: self.bio,
             _p: PhantomData,
+        };
+        (owned, Mapped(bindings::DM_MAPIO_SUBMITTED as i32))
+    }
+
+    /// Saves what a retry needs to restore (`dm_bio_record`).
+    pub(crate) fn save_details(&self) -> BioDetails {
+        let mut d = BioDetails::default();
+        // SAFETY: `bio` is live; `d` is storage for a `dm_bio_details`.
+        unsafe { bindings::dmmr_bio_record(&mut d.0, self.raw()) };
+        d
+    }
+
+    /// In `end_io`: completes the bio with `status`.
+    pub(crate) fn done(self, status: Status) -> EndIo {
+        EndIo(Some(status))
+    }
+
+    /// In `end_io`: keeps the bio (`DM_ENDIO_INCOMPLETE`) after restoring it
+    /// from `details`; the target sends it again or completes it later.
+    pub(crate) fn retry(self, details: &BioDetails) -> (OwnedBio<T>, EndIo) {
+        let mut d = *details;
+        // SAFETY: `bio` is live and its I/O is over: restoring the saved
+        // fields makes it what `map` saw, ready to be sent again.
+        unsafe {
+            bindings::dmmr_bio_restore(&mut d.0, self.raw());
+            bindings::dmmr_bio_set_status(self.raw(), Status::ok().0);
         }
+        // INVARIANT: returning DM_ENDIO_INCOMPLETE leaves the bio's
+        // completion to the target.
+        let owned = OwnedBio {
+            bio: self.bio,
+            _p: PhantomData,
+        };
+        (owned, EndIo(None))
     }
 }
 
@@ -170,7 +218,7 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
 /// As for [`Bio`], and nobody else completes the bio.
 pub(crate) struct OwnedBio<T: TargetOperations> {
     bio: NonNull<bindings::bio>,
-    _p: PhantomData<T>,
+    _p: PhantomData<fn() -> T>,
 }
 
 impl<T: TargetOperations> OwnedBio<T> {
@@ -190,9 +238,50 @@ impl<T: TargetOperations> OwnedBio<T> {
         self.bio.as_ptr()
     }
 
+    /// Gives up ownership to C (dm-io, the region hash), which completes it.
+    pub(super) fn into_raw(self) -> *mut bindings::bio {
+        let raw = self.raw();
+        core::mem::forget(self);
+        raw
+    }
+
     /// What the bio asks for.
     pub(crate) fn kind(&self) -> BioKind {
         kind_of(self.raw())
+    }
+
+    /// First sector, relative to the start of the target.
+    pub(crate) fn sector(&self) -> u64 {
+        // SAFETY: `bio` is live and its per-bio data holds its target, which
+        // is live while the target owns one of its bios.
+        unsafe {
+            let begin = (*(*per_bio::<T>(self.raw())).ti).begin;
+            (*self.raw()).bi_iter.bi_sector.saturating_sub(begin)
+        }
+    }
+
+    /// Length in sectors.
+    pub(crate) fn sectors(&self) -> u32 {
+        // SAFETY: `bio` is live by the type invariant.
+        unsafe { bindings::dmmr_bio_sectors(self.raw()) }
+    }
+
+    /// The target's record for this bio.
+    pub(crate) fn record(&mut self) -> &mut T::PerBio {
+        // SAFETY: initialised by the map trampoline; `&mut self` is unique.
+        unsafe { &mut (*per_bio::<T>(self.raw())).record }
+    }
+
+    /// Sends the bio to `dev` at `sector`: its completion goes through
+    /// `end_io` like a remapped bio's.
+    pub(crate) fn submit_to(self, dev: &Device, sector: u64) {
+        let raw = self.into_raw();
+        // SAFETY: we owned the bio; it is redirected to a device the target
+        // holds open and handed to the block layer, which completes it.
+        unsafe {
+            bindings::dmmr_bio_remap(raw, dev.bdev(), sector);
+            bindings::dmmr_submit_bio(raw);
+        }
     }
 
     /// Completes the bio with `status`.
@@ -253,3 +342,111 @@ fn kind_of(bio: *mut bindings::bio) -> BioKind {
         BioKind::Other
     }
 }
+
+/// A list of bios the target owns (`struct bio_list`).
+///
+/// # Invariants
+///
+/// `list` is a well-formed bio list of bios owned by the target (each with
+/// per-bio data of `T`); dropping the list fails the bios left on it.
+pub(crate) struct BioList<T: TargetOperations> {
+    list: bindings::bio_list,
+    // Not `PhantomData<T>`: the list holds bios, not a `T`, and must stay
+    // `Unpin` whatever `T` is.
+    _p: PhantomData<fn() -> T>,
+}
+
+impl<T: TargetOperations> BioList<T> {
+    /// An empty list.
+    pub(crate) fn new() -> Self {
+        // INVARIANT: the empty list.
+        Self {
+            list: bindings::bio_list {
+                head: core::ptr::null_mut(),
+                tail: core::ptr::null_mut(),
+            },
+            _p: PhantomData,
+        }
+    }
+
+    /// Takes over the bios of a C list and empties it.
+    ///
+    /// # Safety
+    ///
+    /// `raw` is a valid list of bios owned by the caller and targeted at `T`.
+    pub(super) unsafe fn take_raw(raw: *mut bindings::bio_list) -> Self {
+        let mut l = Self::new();
+        // SAFETY: per the contract, `raw` is valid and ours to empty.
+        unsafe {
+            l.list = *raw;
+            (*raw).head = core::ptr::null_mut();
+            (*raw).tail = core::ptr::null_mut();
+        }
+        l
+    }
+
+    pub(super) fn as_raw(&mut self) -> *mut bindings::bio_list {
+        &mut self.list
+    }
+
+    /// Whether the list is empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.head.is_null()
+    }
+
+    /// Adds a bio at the tail.
+    pub(crate) fn push(&mut self, bio: OwnedBio<T>) {
+        let raw = bio.into_raw();
+        // SAFETY: `raw` is ours (it was an `OwnedBio`); linking it through
+        // `bi_next` is how `bio_list_add` does it.
+        unsafe {
+            (*raw).bi_next = core::ptr::null_mut();
+            if self.list.tail.is_null() {
+                self.list.head = raw;
+            } else {
+                (*self.list.tail).bi_next = raw;
+            }
+        }
+        self.list.tail = raw;
+    }
+
+    /// Takes the bio at the head.
+    pub(crate) fn pop(&mut self) -> Option<OwnedBio<T>> {
+        let head = NonNull::new(self.list.head)?;
+        // SAFETY: `head` is on the list, owned by the target (type invariant).
+        unsafe {
+            self.list.head = (*head.as_ptr()).bi_next;
+            if self.list.head.is_null() {
+                self.list.tail = core::ptr::null_mut();
+            }
+            (*head.as_ptr()).bi_next = core::ptr::null_mut();
+            Some(OwnedBio::from_raw(head))
+        }
+    }
+
+    /// Moves every bio of `other` to the tail of this list.
+    pub(crate) fn append(&mut self, other: &mut Self) {
+        if other.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            self.list = other.list;
+        } else {
+            // SAFETY: `tail` is the last bio of a non-empty list we own.
+            unsafe { (*self.list.tail).bi_next = other.list.head };
+            self.list.tail = other.list.tail;
+        }
+        other.list.head = core::ptr::null_mut();
+        other.list.tail = core::ptr::null_mut();
+    }
+}
+
+impl<T: TargetOperations> Drop for BioList<T> {
+    fn drop(&mut self) {
+        // Never lose a bio: fail what is left (`OwnedBio`'s drop does that).
+        while self.pop().is_some() {}
+    }
+}
+
+// SAFETY: the bios are owned by the target and may be handled on any thread.
+unsafe impl<T: TargetOperations> Send for BioList<T> {}

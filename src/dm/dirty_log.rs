@@ -2,7 +2,7 @@
 
 //! The C dirty region log (dm-log: `core` and `disk` log types).
 
-use super::{args::Args, bindings, target::Target, StatusType, StatusWriter};
+use super::{args::Args, bindings, target::Target, StatusType, StatusWriter, TargetOperations};
 use core::ptr::NonNull;
 use kernel::{
     error::{code::EINVAL, Error, Result},
@@ -21,20 +21,35 @@ pub(crate) struct DirtyLog {
 }
 
 impl DirtyLog {
-    /// Creates a log of type `type_name` (`core`, `disk`) with `args`.
-    pub(crate) fn create(target: &mut Target, type_name: &str, args: &Args<'_>) -> Result<Self> {
+    /// Creates a log of type `type_name` (`core`, `disk`) with `args`; the
+    /// disk log calls `T::flush_legs` before it records regions as clean.
+    pub(crate) fn create<T: TargetOperations>(
+        target: &mut Target,
+        type_name: &str,
+        args: &Args<'_>,
+    ) -> Result<Self> {
         let mut buf = [0u8; 32];
         let name = super::args::to_c_str(type_name, &mut buf).ok_or(EINVAL)?;
         let (argc, argv) = args.as_raw();
         // SAFETY: `ti` is being constructed, `name` is NUL-terminated and
-        // `argv` holds `argc` valid strings (the invariant of `Args`). A NULL
-        // flush callback is allowed (only the userspace log uses it).
+        // `argv` holds `argc` valid strings (the invariant of `Args`); the
+        // callback only runs for I/O, when `ti->private` holds the target.
         let log = unsafe {
-            bindings::dm_dirty_log_create(name.as_char_ptr(), target.as_raw(), None, argc, argv)
+            bindings::dm_dirty_log_create(
+                name.as_char_ptr(),
+                target.as_raw(),
+                Some(flush_callback::<T>),
+                argc,
+                argv,
+            )
         };
         let log = NonNull::new(log).ok_or(EINVAL)?;
         // INVARIANT: a fresh log of a registered type.
         Ok(Self { log })
+    }
+
+    pub(super) fn as_raw(&self) -> *mut bindings::dm_dirty_log {
+        self.log.as_ptr()
     }
 
     fn ops(&self) -> &bindings::dm_dirty_log_type {
@@ -76,6 +91,29 @@ impl DirtyLog {
         }
     }
 
+    fn call(&self, f: Option<unsafe extern "C" fn(*mut bindings::dm_dirty_log) -> i32>) -> Result {
+        match f {
+            // SAFETY: `log` is live and the method belongs to its type.
+            Some(f) => kernel::error::to_result(unsafe { f(self.log.as_ptr()) }),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells the log the target is about to suspend.
+    pub(crate) fn presuspend(&self) -> Result {
+        self.call(self.ops().presuspend)
+    }
+
+    /// Tells the log the target is suspended.
+    pub(crate) fn postsuspend(&self) -> Result {
+        self.call(self.ops().postsuspend)
+    }
+
+    /// Tells the log the target resumes (a disk log reads its state here).
+    pub(crate) fn resume(&self) -> Result {
+        self.call(self.ops().resume)
+    }
+
     /// Appends the log's part of a status line (`1 core`, `core 1 1024 `, ...).
     pub(crate) fn status(&self, kind: StatusType, out: &mut StatusWriter<'_>) {
         let Some(f) = self.ops().status else {
@@ -99,3 +137,16 @@ impl Drop for DirtyLog {
 unsafe impl Send for DirtyLog {}
 // SAFETY: as above.
 unsafe impl Sync for DirtyLog {}
+
+/// The log's request to make the legs' data durable.
+///
+/// # Safety
+///
+/// Called by dm-log only, for the target the log was created for, during I/O.
+unsafe extern "C" fn flush_callback<T: TargetOperations>(ti: *mut bindings::dm_target) -> i32 {
+    // SAFETY: the log only flushes while the target is constructed.
+    match unsafe { super::private::<T>(ti) }.flush_legs() {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}

@@ -9,6 +9,10 @@
 #include <linux/dm-io.h>
 #include <linux/ioprio.h>
 #include <linux/ktime.h>
+#include <linux/module.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+#include "dm-bio-record.h"
 #include "dm_mirror_rs.h"
 
 const blk_status_t DMMR_BLK_STS_OK = BLK_STS_OK;
@@ -69,6 +73,12 @@ blk_opf_t dmmr_write_opf(blk_opf_t flags, bool discard)
 	return (discard ? REQ_OP_DISCARD : REQ_OP_WRITE) | flags;
 }
 
+/* mirror_flush()'s flags: an empty, synchronous preflush. */
+blk_opf_t dmmr_flush_flags(void)
+{
+	return REQ_PREFLUSH | REQ_SYNC;
+}
+
 u64 dmmr_ktime_ns(void)
 {
 	return ktime_get_ns();
@@ -110,4 +120,64 @@ void dmmr_io_request_init(struct dm_io_request *req, blk_opf_t opf, struct bio *
 	req->notify.fn = fn;
 	req->notify.context = context;
 	req->client = client;
+}
+
+/* As dm-raid1: a per-CPU, reclaim-safe queue, one per mirror set. */
+struct workqueue_struct *dmmr_alloc_workqueue(const char *name)
+{
+	return alloc_workqueue("%s", WQ_MEM_RECLAIM | WQ_PERCPU, 0, name);
+}
+
+void dmmr_init_work(struct work_struct *work, work_func_t fn)
+{
+	INIT_WORK(work, fn);
+}
+
+bool dmmr_queue_work(struct workqueue_struct *wq, struct work_struct *work)
+{
+	return queue_work(wq, work);
+}
+
+void dmmr_flush_workqueue(struct workqueue_struct *wq)
+{
+	flush_workqueue(wq);
+}
+
+static DECLARE_WAIT_QUEUE_HEAD(dmmr_recovery_stopped);
+
+void dmmr_wake_recovery_waiters(void *context)
+{
+	wake_up_all(&dmmr_recovery_stopped);
+}
+
+void dmmr_wait_recovery_stopped(struct dm_region_hash *rh)
+{
+	wait_event(dmmr_recovery_stopped, !dm_rh_recovery_in_flight(rh));
+}
+
+/* Same name, default and meaning as dm-raid1's parameter. */
+DECLARE_DM_KCOPYD_THROTTLE_WITH_MODULE_PARM(raid1_resync_throttle,
+	"A percentage of time allocated for raid resynchronization");
+
+struct dm_kcopyd_throttle *dmmr_resync_throttle(void)
+{
+	return &dm_kcopyd_throttle;
+}
+
+static_assert(sizeof(struct dm_bio_details) <= sizeof(struct dmmr_bio_details));
+static_assert(__alignof__(struct dm_bio_details) <= __alignof__(struct dmmr_bio_details));
+
+void dmmr_bio_record(struct dmmr_bio_details *bd, struct bio *bio)
+{
+	dm_bio_record((struct dm_bio_details *)bd, bio);
+}
+
+void dmmr_bio_restore(struct dmmr_bio_details *bd, struct bio *bio)
+{
+	dm_bio_restore((struct dm_bio_details *)bd, bio);
+}
+
+void dmmr_submit_bio(struct bio *bio)
+{
+	submit_bio_noacct(bio);
 }

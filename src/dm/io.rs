@@ -4,7 +4,7 @@
 
 use super::{
     bindings,
-    bio::{per_bio, Bio, Mapped, OwnedBio},
+    bio::{per_bio, OwnedBio},
     target::Device,
     TargetOperations,
 };
@@ -46,16 +46,16 @@ impl IoClient {
     /// bit set for each destination that failed.
     pub(crate) fn write_all<'d, T: TargetOperations>(
         &self,
-        bio: Bio<'_, T>,
+        bio: OwnedBio<T>,
         dests: impl Iterator<Item = (&'d Device, u64)>,
-    ) -> Mapped {
+    ) {
         let mut regions = [bindings::dm_io_region::default(); MAX_DESTINATIONS];
         let kind = bio.kind();
         let count = u64::from(bio.sectors());
         let mut nr = 0;
         for (dev, sector) in dests {
             let Some(region) = regions.get_mut(nr) else {
-                return bio.kill();
+                return bio.end(super::Status::io_error());
             };
             region.bdev = dev.bdev();
             region.sector = sector;
@@ -63,32 +63,94 @@ impl IoClient {
             nr += 1;
         }
         if nr == 0 {
-            return bio.kill();
+            return bio.end(super::Status::io_error());
         }
-        let owned = bio.into_owned();
-        let raw = owned.raw();
-        // From here on dm-io owns the bio until `write_notify`.
-        core::mem::forget(owned);
         let discard = kind == super::BioKind::Discard;
         let no_data = discard || kind == super::BioKind::Flush;
+        // SAFETY: the bio is live; dm-io reads the flags before it owns it.
+        let opf = unsafe { bindings::dmmr_write_opf(bindings::dmmr_bio_write_flags(bio.raw()), discard) };
+        self.submit::<T>(bio, opf, no_data, &mut regions[..nr], write_notify::<T>);
+    }
+
+    /// Flushes every device's write cache and waits; returns a bit per device
+    /// whose flush failed. Process context only.
+    pub(crate) fn flush_sync<'d>(&self, devs: impl Iterator<Item = &'d Device>) -> u64 {
+        let mut regions = [bindings::dm_io_region::default(); MAX_DESTINATIONS];
+        let mut nr = 0;
+        for (region, dev) in regions.iter_mut().zip(devs) {
+            region.bdev = dev.bdev();
+            nr += 1;
+        }
         let mut req = bindings::dm_io_request::default();
-        // SAFETY: `raw` is live, `req` and `regions` are valid for the call,
-        // and `write_notify::<T>` matches `io_notify_fn`. dm-io copies what it
-        // needs from `req` and `regions` before returning.
+        let mut error_bits: c_ulong = 0;
+        let mut unsup_bits: c_ulong = 0;
+        // SAFETY: an empty preflush (KMEM, no data) to devices the target
+        // holds open; without a notify function dm-io waits and fills the bits.
         let ret = unsafe {
-            let flags = bindings::dmmr_bio_write_flags(raw);
+            let opf = bindings::dmmr_write_opf(bindings::dmmr_flush_flags(), false);
             bindings::dmmr_io_request_init(
                 &mut req,
-                bindings::dmmr_write_opf(flags, discard),
-                raw,
-                no_data,
-                Some(write_notify::<T>),
-                raw.cast(),
+                opf,
+                core::ptr::null_mut(),
+                true,
+                None,
+                core::ptr::null_mut(),
                 self.client.as_ptr(),
             );
             bindings::dm_io(
                 &mut req,
                 nr as u32,
+                regions.as_mut_ptr(),
+                &mut error_bits,
+                &mut unsup_bits,
+                bindings::dmmr_ioprio_default(),
+            )
+        };
+        if ret != 0 && error_bits == 0 {
+            // dm-io itself failed: count every device as failed.
+            return (1u64 << nr) - 1;
+        }
+        error_bits as u64
+    }
+
+    /// Reads `bio` from `dev` at `sector`; `T::read_done` gets it back.
+    pub(crate) fn read<T: TargetOperations>(&self, bio: OwnedBio<T>, dev: &Device, sector: u64) {
+        let mut region = [bindings::dm_io_region {
+            bdev: dev.bdev(),
+            sector,
+            count: u64::from(bio.sectors()),
+        }];
+        let opf = bindings::req_op_REQ_OP_READ;
+        self.submit::<T>(bio, opf, false, &mut region, read_notify::<T>);
+    }
+
+    fn submit<T: TargetOperations>(
+        &self,
+        bio: OwnedBio<T>,
+        opf: bindings::blk_opf_t,
+        no_data: bool,
+        regions: &mut [bindings::dm_io_region],
+        notify: unsafe extern "C" fn(c_ulong, c_ulong, *mut c_void),
+    ) {
+        // From here on dm-io owns the bio until `notify`.
+        let raw = bio.into_raw();
+        let mut req = bindings::dm_io_request::default();
+        // SAFETY: `raw` is live, `req` and `regions` are valid for the call,
+        // and `notify` matches `io_notify_fn`. dm-io copies what it needs
+        // from `req` and `regions` before returning.
+        let ret = unsafe {
+            bindings::dmmr_io_request_init(
+                &mut req,
+                opf,
+                raw,
+                no_data,
+                Some(notify),
+                raw.cast(),
+                self.client.as_ptr(),
+            );
+            bindings::dm_io(
+                &mut req,
+                regions.len() as u32,
                 regions.as_mut_ptr(),
                 core::ptr::null_mut(),
                 core::ptr::null_mut(),
@@ -96,8 +158,7 @@ impl IoClient {
             )
         };
         if ret != 0 {
-            // dm-io refused before taking the bio (only for malformed requests):
-            // complete it ourselves.
+            // dm-io refused before taking the bio (only for malformed requests).
             // SAFETY: the bio is still ours: dm-io calls `notify` only when it
             // accepted the request.
             unsafe {
@@ -105,7 +166,6 @@ impl IoClient {
                 bindings::bio_endio(raw);
             }
         }
-        Mapped(bindings::DM_MAPIO_SUBMITTED as i32)
     }
 }
 
@@ -139,11 +199,34 @@ unsafe extern "C" fn write_notify<T: TargetOperations>(
     // holds the `ti` the map trampoline stored, and `ti->private` the target.
     unsafe {
         let ti = (*per_bio::<T>(bio)).ti;
-        let target = &*((*ti).private as *const T);
+        let target = &*(*ti).private.cast::<T>();
         let Some(bio) = NonNull::new(bio) else {
             return;
         };
         let owned = OwnedBio::<T>::from_raw(bio);
         target.write_done(owned, error as u64, unsup as u64);
+    }
+}
+
+/// dm-io's completion of a read.
+///
+/// # Safety
+///
+/// Called by dm-io only, with the `context` given in [`IoClient::read`].
+unsafe extern "C" fn read_notify<T: TargetOperations>(
+    error: c_ulong,
+    unsup: c_ulong,
+    context: *mut c_void,
+) {
+    let bio: *mut bindings::bio = context.cast();
+    // SAFETY: as in `write_notify`.
+    unsafe {
+        let ti = (*per_bio::<T>(bio)).ti;
+        let target = &*(*ti).private.cast::<T>();
+        let Some(bio) = NonNull::new(bio) else {
+            return;
+        };
+        let owned = OwnedBio::<T>::from_raw(bio);
+        target.read_done(owned, error != 0, unsup != 0);
     }
 }

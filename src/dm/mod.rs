@@ -12,12 +12,16 @@ mod bindings;
 pub(crate) mod bio;
 pub(crate) mod dirty_log;
 pub(crate) mod io;
+pub(crate) mod kcopyd;
 #[macro_use]
 pub(crate) mod print;
+pub(crate) mod region_hash;
 pub(crate) mod target;
+pub(crate) mod worker;
 
 pub(crate) use args::Args;
-pub(crate) use bio::{Bio, BioKind, Mapped, OwnedBio, Status};
+pub(crate) use bio::{Bio, BioDetails, BioKind, BioList, EndIo, Mapped, OwnedBio, Status};
+pub(crate) use region_hash::Region;
 pub(crate) use target::{Device, Target};
 
 use core::{ffi::CStr, pin::Pin, ptr::NonNull};
@@ -85,12 +89,35 @@ pub(crate) trait TargetOperations: Sized + Send + Sync {
     /// Maps a bio: remap it, hand it to dm-io, or kill it.
     fn map(&self, bio: Bio<'_, Self>) -> Mapped;
 
-    /// Sees every remapped bio complete; returns the status to complete it with.
-    fn end_io(&self, bio: &mut Bio<'_, Self>, status: Status) -> Status;
+    /// Sees every bio of the target complete (also those it completed itself).
+    fn end_io(&self, bio: Bio<'_, Self>, status: Status) -> EndIo;
 
     /// Gets back a bio given to [`io::IoClient::write_all`], with one bit set
     /// per destination that failed, or that did not support the operation.
     fn write_done(&self, bio: OwnedBio<Self>, failed: u64, unsupported: u64);
+
+    /// Gets back a bio given to [`io::IoClient::read`].
+    fn read_done(&self, bio: OwnedBio<Self>, failed: bool, unsupported: bool);
+
+    /// A [`kcopyd::Kcopyd::copy`] of `region` ended.
+    fn copy_done(&self, region: Region, read_failed: bool, write_failed: u64);
+
+    /// The region hash hands back writes it delayed during a recovery.
+    fn dispatch_delayed(&self, bios: BioList<Self>);
+
+    /// The region hash asks for the worker to run. Any context.
+    fn wake(&self);
+
+    /// The body of the target's [`worker::Worker`].
+    fn work(&self);
+
+    /// Called by the destructor before the target is dropped: stop and flush
+    /// everything that could still call back into it (the worker).
+    fn stop(&self);
+
+    /// The dirty log asks for the legs' caches to be flushed (disk log,
+    /// before it records regions as clean). Process context.
+    fn flush_legs(&self) -> Result;
 
     /// Writes `dmsetup status` or `dmsetup table` output.
     fn status(&self, kind: StatusType, out: &mut StatusWriter<'_>);
@@ -290,8 +317,12 @@ unsafe extern "C" fn ctr<T: TargetOperations>(
 /// Called by dm core only, once, for a target `ctr::<T>` constructed, with no
 /// I/O in flight.
 unsafe extern "C" fn dtr<T: TargetOperations>(ti: *mut bindings::dm_target) {
+    // SAFETY: a constructed target with no I/O left: quiesce its workers
+    // while it is still shared.
+    unsafe { private::<T>(ti) }.stop();
     // SAFETY: `ctr::<T>` succeeded, so `private` is the pointer of a pinned
-    // `KBox<T>`; dm core calls `dtr` once, with no I/O left.
+    // `KBox<T>`; dm core calls `dtr` once, with no I/O left, and `stop`
+    // ended every callback.
     unsafe {
         let raw = (*ti).private.cast::<T>();
         (*ti).private = core::ptr::null_mut();
@@ -336,14 +367,19 @@ unsafe extern "C" fn end_io<T: TargetOperations>(
     let Some(nn) = NonNull::new(bio) else {
         return bindings::DM_ENDIO_DONE as c_int;
     };
-    // SAFETY: dm core calls `end_io` for a bio that `map::<T>` remapped (its
+    // SAFETY: dm core calls `end_io` for a bio that `map::<T>` saw (its
     // per-bio data initialised there), with a valid `error` pointer.
     unsafe {
-        let mut b = Bio::<T>::from_raw(nn, (*ti).begin);
-        let st = private::<T>(ti).end_io(&mut b, Status::from_raw(*error));
-        *error = st.raw();
+        let b = Bio::<T>::from_raw(nn, (*ti).begin);
+        match private::<T>(ti).end_io(b, Status::from_raw(*error)).0 {
+            Some(st) => {
+                *error = st.raw();
+                bindings::DM_ENDIO_DONE as c_int
+            }
+            // The target kept the bio to send it again.
+            None => bindings::DM_ENDIO_INCOMPLETE as c_int,
+        }
     }
-    bindings::DM_ENDIO_DONE as c_int
 }
 
 /// `presuspend` of the target type.

@@ -15,6 +15,16 @@ macro_rules! dm_err {
     };
 }
 
+/// Prints a warning line `device-mapper: mirror: <text>` (DMWARN).
+macro_rules! dm_warn {
+    ($($arg:tt)*) => {
+        $crate::dm::print::emit(
+            &::kernel::print::format_strings::WARNING,
+            format_args!("{}\n", format_args!($($arg)*)),
+        )
+    };
+}
+
 /// Prints an info line `device-mapper: mirror: <text>` (DMINFO).
 macro_rules! dm_info {
     ($($arg:tt)*) => {

@@ -30,6 +30,13 @@ impl Target {
         Self { ti }
     }
 
+    /// Another handle to the same target, for the target's private data
+    /// (which dm core frees before the target).
+    pub(crate) fn handle(&self) -> Target {
+        // INVARIANT: the same live target.
+        Target { ti: self.ti }
+    }
+
     pub(super) fn as_raw(&self) -> *mut bindings::dm_target {
         self.ti
     }
@@ -39,6 +46,25 @@ impl Target {
         // SAFETY: `ti` is live by the type invariant; `len` is set before the
         // constructor runs and never changes.
         unsafe { (*self.ti).len }
+    }
+
+    /// First sector of the target in the mapped device.
+    pub(crate) fn begin(&self) -> u64 {
+        // SAFETY: as in `len`.
+        unsafe { (*self.ti).begin }
+    }
+
+    /// Raises a table event (`dmsetup wait`, dmeventd). May sleep: worker only.
+    pub(crate) fn raise_event(&self) {
+        // SAFETY: `ti` is live and `table` is set for a live target.
+        unsafe { bindings::dm_table_event((*self.ti).table) };
+    }
+
+    /// Whether a `noflush` suspend is in progress (held bios may then be
+    /// requeued to dm core instead of failed).
+    pub(crate) fn noflush_suspending(&self) -> bool {
+        // SAFETY: `ti` is live.
+        unsafe { bindings::dm_noflush_suspending(self.ti) != 0 }
     }
 
     /// Sets the reason dm core prints when the constructor fails.

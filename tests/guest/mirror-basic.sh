@@ -12,7 +12,7 @@
 need_module
 
 MALFORMED=21
-ktap_plan $((30 + MALFORMED))
+ktap_plan $((31 + MALFORMED))
 
 load_rust() {
 	modprobe -r dm_mirror 2>/dev/null || true
@@ -34,10 +34,11 @@ table="core 1 1024 2 $M0 0 $M1 0 1 handle_errors"
 ktap_check "create: $table" dm create m0 --table "0 $SECTORS mirror $table"
 ktap_check_eq "table reads back exactly as loaded" \
 	"0 $SECTORS mirror $table" "$(dm table m0)"
-# Without resync (a later issue) a 'sync'-mode core log has no region in sync.
-st=$(dm status m0)
+# A core log without 'nosync' starts with no region in sync; resync copies
+# the default leg to the others.
+ktap_check "resync completes" wait_for 60 mirror_in_sync m0
 ktap_check_eq "status in dm-raid1's format" \
-	"0 $SECTORS mirror 2 $M0 $M1 0/32 1 AA 1 core" "$st"
+	"0 $SECTORS mirror 2 $M0 $M1 32/32 1 AA 1 core" "$(dm status m0)"
 
 table2="core 2 2048 nosync 3 $L0 0 $L1 0 $L2 2048"
 ktap_check "create with paths, nosync, 3 legs, offset" \

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! dm-kcopyd: copying a region from one leg to the others (resync).
+
+use super::{bindings, region_hash::Region, target::Device, TargetOperations};
+use core::ptr::NonNull;
+use kernel::{
+    error::{Error, Result},
+    ffi::{c_int, c_ulong, c_void},
+};
+
+/// A kcopyd client, throttled by the `raid1_resync_throttle` module parameter.
+///
+/// # Invariants
+///
+/// `client` came from `dm_kcopyd_client_create` and is destroyed once, in
+/// `drop` (which waits for the client's jobs).
+pub(crate) struct Kcopyd {
+    client: NonNull<bindings::dm_kcopyd_client>,
+}
+
+impl Kcopyd {
+    /// Creates a client (constructor only: may sleep).
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: the throttle is a static of this module.
+        let ptr = unsafe { bindings::dm_kcopyd_client_create(bindings::dmmr_resync_throttle()) };
+        let addr = ptr as usize;
+        if ptr.is_null() || addr >= (-4095isize) as usize {
+            return Err(Error::from_errno(addr as isize as i32));
+        }
+        // INVARIANT: a live client.
+        Ok(Self {
+            client: NonNull::new(ptr).ok_or(kernel::error::code::ENOMEM)?,
+        })
+    }
+
+    /// Copies `count` sectors from `from` to every destination; when done,
+    /// `T::copy_done(region, read_failed, write_failed_bits)` is called with the
+    /// region (bit `i` of the write bits: the `i`-th destination).
+    /// `ignore_errors`: copy on past errors (no `handle_errors`).
+    pub(crate) fn copy<'d, T: TargetOperations>(
+        &self,
+        region: Region,
+        from: (&Device, u64),
+        count: u64,
+        to: impl Iterator<Item = (&'d Device, u64)>,
+        ignore_errors: bool,
+    ) {
+        let mut src = bindings::dm_io_region {
+            bdev: from.0.bdev(),
+            sector: from.1,
+            count,
+        };
+        let mut dests = [bindings::dm_io_region::default(); bindings::DM_KCOPYD_MAX_REGIONS as usize];
+        let mut nr = 0;
+        for (dev, sector) in to {
+            if let Some(d) = dests.get_mut(nr) {
+                *d = bindings::dm_io_region {
+                    bdev: dev.bdev(),
+                    sector,
+                    count,
+                };
+                nr += 1;
+            }
+        }
+        let flags = if ignore_errors {
+            1 << bindings::DM_KCOPYD_IGNORE_ERROR
+        } else {
+            0
+        };
+        let reg = region.into_raw();
+        // SAFETY: the regions are valid for the call (kcopyd copies them),
+        // the devices are held open by the target, and `copy_notify::<T>`
+        // gets back the region handle we pass as context.
+        unsafe {
+            bindings::dm_kcopyd_copy(
+                self.client.as_ptr(),
+                &mut src,
+                nr as u32,
+                dests.as_mut_ptr(),
+                flags,
+                Some(copy_notify::<T>),
+                reg.cast(),
+            )
+        };
+    }
+}
+
+impl Drop for Kcopyd {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant this is the only destroy; it waits for
+        // outstanding jobs.
+        unsafe { bindings::dm_kcopyd_client_destroy(self.client.as_ptr()) };
+    }
+}
+
+// SAFETY: kcopyd clients may be used from any thread.
+unsafe impl Send for Kcopyd {}
+// SAFETY: as above.
+unsafe impl Sync for Kcopyd {}
+
+/// kcopyd's completion.
+///
+/// # Safety
+///
+/// Called by kcopyd only, with the region handle given in [`Kcopyd::copy`].
+unsafe extern "C" fn copy_notify<T: TargetOperations>(
+    read_err: c_int,
+    write_err: c_ulong,
+    context: *mut c_void,
+) {
+    // SAFETY: `context` is a region in recovery of a region hash whose
+    // context is the target (see `RegionHash::new`); the target is live while
+    // recovery is in flight (presuspend waits for it, dtr stops it).
+    unsafe {
+        let reg: *mut bindings::dm_region = context.cast();
+        let ti: *mut bindings::dm_target = bindings::dm_rh_region_context(reg).cast();
+        let Some(region) = Region::from_raw(reg) else {
+            return;
+        };
+        super::private::<T>(ti).copy_done(region, read_err != 0, write_err as u64);
+    }
+}
