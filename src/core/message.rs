@@ -885,35 +885,9 @@ mod tests {
             })
         }
 
-        fn leg_ref() -> impl Strategy<Value = LegRef> {
-            (0..MAX_LEGS, any::<bool>()).prop_map(|(leg, by_name)| {
-                if by_name {
-                    LegRef::by_name(leg).unwrap()
-                } else {
-                    LegRef::by_index(leg).unwrap()
-                }
-            })
-        }
-
         fn command() -> impl Strategy<Value = Command> {
-            let adaptive = (
-                proptest::option::of(0..=MAX_TOLERANCE_PCT),
-                proptest::option::of(0..=MAX_PROBE_MS),
-            )
-                .prop_map(|(tolerance_pct, probe_ms)| {
-                    PolicySpec::Adaptive(AdaptiveParams {
-                        tolerance_pct,
-                        probe_ms,
-                    })
-                });
             prop_oneof![
-                (0..=MAX_ROUND_ROBIN_IOS)
-                    .prop_map(|ios| Command::SetPolicy(PolicySpec::RoundRobin { ios })),
-                Just(Command::SetPolicy(PolicySpec::Weighted)),
-                adaptive.prop_map(Command::SetPolicy),
-                leg_ref().prop_map(Command::SetDefaultLeg),
-                (leg_ref(), 0..=MAX_WEIGHT)
-                    .prop_map(|(leg, weight)| Command::SetWeight { leg, weight }),
+                super::super::strategies::setting_command(MAX_LEGS),
                 Just(Command::Show),
                 Just(Command::ResetStats),
             ]
@@ -951,5 +925,50 @@ mod tests {
                 prop_assert_eq!(parse_message(&words, &NAMES), Ok(command));
             }
         }
+    }
+}
+
+/// Proptest strategies shared by the tests of this file and of `table.rs`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(super) mod strategies {
+    use super::{
+        AdaptiveParams, Command, LegRef, PolicySpec, MAX_PROBE_MS, MAX_ROUND_ROBIN_IOS,
+        MAX_TOLERANCE_PCT, MAX_WEIGHT,
+    };
+    use proptest::prelude::*;
+
+    /// One of the first `nr_legs` legs, by index or by name.
+    pub(crate) fn leg_ref(nr_legs: usize) -> impl Strategy<Value = LegRef> {
+        (0..nr_legs, any::<bool>()).prop_map(|(leg, by_name)| {
+            if by_name {
+                LegRef::by_name(leg).unwrap()
+            } else {
+                LegRef::by_index(leg).unwrap()
+            }
+        })
+    }
+
+    /// A command that changes a setting: what a table feature may say.
+    pub(crate) fn setting_command(nr_legs: usize) -> impl Strategy<Value = Command> {
+        let adaptive = (
+            proptest::option::of(0..=MAX_TOLERANCE_PCT),
+            proptest::option::of(0..=MAX_PROBE_MS),
+        )
+            .prop_map(|(tolerance_pct, probe_ms)| {
+                PolicySpec::Adaptive(AdaptiveParams {
+                    tolerance_pct,
+                    probe_ms,
+                })
+            });
+        prop_oneof![
+            (0..=MAX_ROUND_ROBIN_IOS)
+                .prop_map(|ios| Command::SetPolicy(PolicySpec::RoundRobin { ios })),
+            Just(Command::SetPolicy(PolicySpec::Weighted)),
+            adaptive.prop_map(Command::SetPolicy),
+            leg_ref(nr_legs).prop_map(Command::SetDefaultLeg),
+            (leg_ref(nr_legs), 0..=MAX_WEIGHT)
+                .prop_map(|(leg, weight)| Command::SetWeight { leg, weight }),
+        ]
     }
 }

@@ -983,9 +983,6 @@ mod tests {
     }
 
     mod properties {
-        use super::super::super::message::{
-            AdaptiveParams, MAX_PROBE_MS, MAX_ROUND_ROBIN_IOS, MAX_TOLERANCE_PCT, MAX_WEIGHT,
-        };
         use super::super::*;
         use super::format;
         use proptest::prelude::*;
@@ -1010,37 +1007,7 @@ mod tests {
             })
         }
 
-        fn leg_ref(nr_legs: usize) -> impl Strategy<Value = LegRef> {
-            (0..nr_legs, any::<bool>()).prop_map(|(leg, by_name)| {
-                if by_name {
-                    LegRef::by_name(leg).unwrap()
-                } else {
-                    LegRef::by_index(leg).unwrap()
-                }
-            })
-        }
-
-        fn table_command(nr_legs: usize) -> impl Strategy<Value = Command> {
-            let adaptive = (
-                proptest::option::of(0..=MAX_TOLERANCE_PCT),
-                proptest::option::of(0..=MAX_PROBE_MS),
-            )
-                .prop_map(|(tolerance_pct, probe_ms)| {
-                    PolicySpec::Adaptive(AdaptiveParams {
-                        tolerance_pct,
-                        probe_ms,
-                    })
-                });
-            prop_oneof![
-                (0..=MAX_ROUND_ROBIN_IOS)
-                    .prop_map(|ios| Command::SetPolicy(PolicySpec::RoundRobin { ios })),
-                Just(Command::SetPolicy(PolicySpec::Weighted)),
-                adaptive.prop_map(Command::SetPolicy),
-                leg_ref(nr_legs).prop_map(Command::SetDefaultLeg),
-                (leg_ref(nr_legs), 0..=MAX_WEIGHT)
-                    .prop_map(|(leg, weight)| Command::SetWeight { leg, weight }),
-            ]
-        }
+        use super::super::super::message::strategies::setting_command as table_command;
 
         /// (log, legs, features) for a random valid table; leg device names
         /// are distinct and not all digits.

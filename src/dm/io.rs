@@ -68,7 +68,8 @@ impl IoClient {
         let discard = kind == super::BioKind::Discard;
         let no_data = discard || kind == super::BioKind::Flush;
         // SAFETY: the bio is live; dm-io reads the flags before it owns it.
-        let opf = unsafe { bindings::dmmr_write_opf(bindings::dmmr_bio_write_flags(bio.raw()), discard) };
+        let opf =
+            unsafe { bindings::dmmr_write_opf(bindings::dmmr_bio_write_flags(bio.raw()), discard) };
         self.submit::<T>(bio, opf, no_data, &mut regions[..nr], write_notify::<T>);
     }
 
@@ -183,7 +184,26 @@ unsafe impl Send for IoClient {}
 // SAFETY: as above.
 unsafe impl Sync for IoClient {}
 
-/// dm-io's completion: hands the bio back to the target.
+/// The target and the bio behind a dm-io completion's `context`.
+///
+/// # Safety
+///
+/// `context` is a bio the target handed to dm-io ([`IoClient::write_all`],
+/// [`IoClient::read`]), still owned by the target: dm core waits for it
+/// before the destructor, so its per-bio data holds the `ti` the map
+/// trampoline stored, and `ti->private` the target.
+unsafe fn completion<'a, T: TargetOperations>(
+    context: *mut c_void,
+) -> Option<(&'a T, OwnedBio<T>)> {
+    let bio = NonNull::new(context.cast::<bindings::bio>())?;
+    // SAFETY: per the function's contract.
+    unsafe {
+        let ti = (*per_bio::<T>(bio.as_ptr())).ti;
+        Some((&*(*ti).private.cast::<T>(), OwnedBio::<T>::from_raw(bio)))
+    }
+}
+
+/// dm-io's completion of a write: hands the bio back to the target.
 ///
 /// # Safety
 ///
@@ -193,18 +213,9 @@ unsafe extern "C" fn write_notify<T: TargetOperations>(
     unsup: c_ulong,
     context: *mut c_void,
 ) {
-    let bio: *mut bindings::bio = context.cast();
-    // SAFETY: `context` is the bio passed in `write_all`, still owned by the
-    // target (dm core waits for it before the destructor), so its per-bio data
-    // holds the `ti` the map trampoline stored, and `ti->private` the target.
-    unsafe {
-        let ti = (*per_bio::<T>(bio)).ti;
-        let target = &*(*ti).private.cast::<T>();
-        let Some(bio) = NonNull::new(bio) else {
-            return;
-        };
-        let owned = OwnedBio::<T>::from_raw(bio);
-        target.write_done(owned, error as u64, unsup as u64);
+    // SAFETY: `context` is the bio `write_all` handed to dm-io.
+    if let Some((target, bio)) = unsafe { completion::<T>(context) } {
+        target.write_done(bio, error as u64, unsup as u64);
     }
 }
 
@@ -218,15 +229,8 @@ unsafe extern "C" fn read_notify<T: TargetOperations>(
     unsup: c_ulong,
     context: *mut c_void,
 ) {
-    let bio: *mut bindings::bio = context.cast();
-    // SAFETY: as in `write_notify`.
-    unsafe {
-        let ti = (*per_bio::<T>(bio)).ti;
-        let target = &*(*ti).private.cast::<T>();
-        let Some(bio) = NonNull::new(bio) else {
-            return;
-        };
-        let owned = OwnedBio::<T>::from_raw(bio);
-        target.read_done(owned, error != 0, unsup != 0);
+    // SAFETY: `context` is the bio `read` handed to dm-io.
+    if let Some((target, bio)) = unsafe { completion::<T>(context) } {
+        target.read_done(bio, error != 0, unsup != 0);
     }
 }

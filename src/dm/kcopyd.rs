@@ -51,7 +51,8 @@ impl Kcopyd {
             sector: from.1,
             count,
         };
-        let mut dests = [bindings::dm_io_region::default(); bindings::DM_KCOPYD_MAX_REGIONS as usize];
+        let mut dests =
+            [bindings::dm_io_region::default(); bindings::DM_KCOPYD_MAX_REGIONS as usize];
         let mut nr = 0;
         for (dev, sector) in to {
             if let Some(d) = dests.get_mut(nr) {

@@ -157,7 +157,11 @@ impl MirrorSet {
         self.state.lock().balancer.complete(leg, latency, ok);
     }
 
-    fn queue(&self, which: impl FnOnce(&mut Queues) -> &mut BioList<MirrorSet>, bio: OwnedBio<Self>) {
+    fn queue(
+        &self,
+        which: impl FnOnce(&mut Queues) -> &mut BioList<MirrorSet>,
+        bio: OwnedBio<Self>,
+    ) {
         {
             let mut q = self.queues.lock();
             which(&mut q).push(bio);
@@ -388,7 +392,9 @@ impl MirrorSet {
         // Every leg gets the write, failed ones too (as dm-raid1).
         self.io.write_all(
             bio,
-            self.legs.iter().map(|leg| (&leg.dev, leg.map_sector(sector))),
+            self.legs
+                .iter()
+                .map(|leg| (&leg.dev, leg.map_sector(sector))),
         );
     }
 
@@ -425,10 +431,11 @@ impl TargetOperations for MirrorSet {
         let log_args = args
             .slice(2, 2 + table.log_args.len())
             .ok_or_else(|| CtrError::invalid(c"Insufficient mirror log arguments"))?;
-        let log = DirtyLog::create::<Self>(target, table.log.type_name(), &log_args).map_err(|_| {
-            dm_err!("Error creating mirror dirty log");
-            CtrError::invalid(c"Error creating mirror dirty log")
-        })?;
+        let log =
+            DirtyLog::create::<Self>(target, table.log.type_name(), &log_args).map_err(|_| {
+                dm_err!("Error creating mirror dirty log");
+                CtrError::invalid(c"Error creating mirror dirty log")
+            })?;
         let region_size = log.region_size();
         let nr_regions = match region_count(target.len(), region_size) {
             Some(n) if region_size.is_power_of_two() => n,
@@ -482,8 +489,8 @@ impl TargetOperations for MirrorSet {
                 err,
             }
         })?;
-        let balancer = Balancer::from_config(table.nr_legs(), &table.features.io_balance)
-            .map_err(|e| {
+        let balancer =
+            Balancer::from_config(table.nr_legs(), &table.features.io_balance).map_err(|e| {
                 dm_err!("{}", e);
                 CtrError::invalid(c"Invalid io_balance feature")
             })?;
@@ -628,7 +635,11 @@ impl TargetOperations for MirrorSet {
     fn read_done(&self, mut bio: OwnedBio<Self>, failed: bool, unsupported: bool) {
         let record = *bio.record();
         let Some(idx) = record.async_leg.map(usize::from) else {
-            return bio.end(if failed { Status::io_error() } else { Status::ok() });
+            return bio.end(if failed {
+                Status::io_error()
+            } else {
+                Status::ok()
+            });
         };
         self.complete_read(idx, record.start_ns, !failed);
         if !failed {
