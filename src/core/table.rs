@@ -523,10 +523,11 @@ impl<'a> MirrorTable<'a> {
             .enumerate()
         {
             let first = i.saturating_mul(2);
-            let (device, offset_word) = match (leg_words.get(first), leg_words.get(first + 1)) {
-                (Some(device), Some(offset_word)) => (*device, *offset_word),
-                _ => return Err(TableError::TooFewMirrorArgs),
-            };
+            let (device, offset_word) =
+                match (leg_words.get(first), leg_words.get(first.saturating_add(1))) {
+                    (Some(device), Some(offset_word)) => (*device, *offset_word),
+                    _ => return Err(TableError::TooFewMirrorArgs),
+                };
             let offset = parse_u64(offset_word).ok_or(TableError::InvalidOffset(offset_word))?;
             *slot = LegSpec { device, offset };
             *name = device;
