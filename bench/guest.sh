@@ -1,0 +1,624 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# bench/guest.sh [--list] [--quick] [--reps N] [--phases "nbd delay equal cpu"]
+#
+# The benchmark, inside the VM (scripts/vm-run bench/guest.sh; bench/run does
+# that and turns the output into tables and charts).  Every configuration of
+# a phase runs side by side in the same boot: repetitions are the middle
+# loop, configurations the inner one, so slow drift hits all of them alike.
+#
+# Phases (see Documentation/benchmarks.rst):
+#   nbd    local leg null_blk + remote leg NBD over a veth pair, netem
+#          15 ms each way (30 ms RTT) at 1384 kbit/s: ext4 file read/write,
+#          fio sequential and 4 KiB random reads
+#   delay  the same with a dm-delay leg (BENCH_DELAY_MS, default 15) instead
+#          of NBD
+#   equal  two legs of equal, bandwidth-capped speed (null_blk mbps=):
+#          1 and 4 parallel readers
+#   cpu    uncapped memory-backed null_blk legs: 4 KiB random read/write IOPS
+#
+# Output on stdout, one record per line, tab-separated:
+#   BENCH-META <key> <value>
+#   BENCH <phase> <test> <config> <rep> <metric> <value> <unit>
+#   BENCH-FAIL <phase> <test|-> <config> <rep|-> <reason>
+#   BENCH-CONFIG <phase> <config> <description>
+#   BENCH-DONE <phase> <seconds>
+# and '# ...' comment lines.  --list prints "<phase> <config> <test>,..."
+# for every configuration that would run, and nothing else.
+#
+# Environment (forwarded by bench/run): BENCH_REPS, BENCH_QUICK=1 (tiny
+# sizes, 1 repetition), BENCH_PHASES, BENCH_DELAY_MS, BENCH_MBPS.
+
+set -uo pipefail
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export DM_DISABLE_UDEV=1
+
+IP=/usr/sbin/ip
+TC=/usr/sbin/tc
+# The guest's devtmpfs has no /dev/fd, which process substitution needs.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd 2>/dev/null
+
+QUICK=${BENCH_QUICK:-0}
+REPS=${BENCH_REPS:-}
+PHASES=${BENCH_PHASES:-nbd delay equal cpu}
+DELAY_MS=${BENCH_DELAY_MS:-15}
+MBPS=${BENCH_MBPS:-10}
+LIST=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--list) LIST=1 ;;
+	--quick) QUICK=1 ;;
+	--reps) REPS=$2; shift ;;
+	--phases) PHASES=$2; shift ;;
+	*) echo "bench/guest.sh: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+if [ "$QUICK" = 1 ]; then
+	REPS=${REPS:-1}
+	FILE_KB=128	# the ext4 file read and written
+	FIO_MB=4	# region the fio jobs read in the nbd/delay phases
+	FIO_CAP=500ms	# their runtime cap
+	RUNTIME=500ms	# time-based fio runs of the equal/cpu phases
+else
+	REPS=${REPS:-5}
+	FILE_KB=2048
+	FIO_MB=32
+	FIO_CAP=2s
+	RUNTIME=2s
+fi
+DEV_MB=64		# every leg and mirror
+SECTORS=$((DEV_MB * 2048))
+
+# ------------------------------------------------------------ configurations
+
+# What each configuration is, for the report.
+declare -A DESC=(
+	[linear]="dm-linear over the local device alone (the physical limit)"
+	[c-mirror]="dm-mirror (C, same kernel), local leg first: reads its default leg"
+	[rs-rr128]="dm-mirror-rs, round_robin ios 128"
+	[rs-rr1]="dm-mirror-rs, round_robin ios 1 (strict alternation)"
+	[rs-local]="dm-mirror-rs, round_robin ios 0, default leg local"
+	[rs-remote]="dm-mirror-rs, round_robin ios 0, default leg remote"
+	[rs-w3-1]="dm-mirror-rs, weight local 3 remote 1"
+	[rs-w1-0]="dm-mirror-rs, weight local 1 remote 0"
+	[rs-w1-1]="dm-mirror-rs, weighted 1:1"
+	[rs-adaptive]="dm-mirror-rs, adaptive (no tuning)"
+	[md-raid1]="md raid1 via dm-raid, remote leg write_mostly"
+	[md-raid1-eq]="md raid1 via dm-raid (no write_mostly)"
+)
+
+# Configurations per phase, in table order, and the ones that also run the
+# (slow: bound by the remote leg) ext4 write test.
+MIRROR_CFGS="linear c-mirror rs-rr128 rs-rr1 rs-local rs-remote rs-w3-1 rs-w1-0 rs-adaptive md-raid1"
+WRITE_CFGS="linear c-mirror rs-adaptive md-raid1"
+EQUAL_CFGS="linear c-mirror rs-rr128 rs-w1-1 rs-adaptive md-raid1-eq"
+CPU_CFGS="linear c-mirror rs-local rs-rr128 rs-adaptive md-raid1-eq"
+
+phase_cfgs() {
+	case "$1" in
+	nbd|delay) echo "$MIRROR_CFGS" ;;
+	equal) echo "$EQUAL_CFGS" ;;
+	cpu) echo "$CPU_CFGS" ;;
+	*) return 1 ;;
+	esac
+}
+
+for p in $PHASES; do
+	phase_cfgs "$p" >/dev/null || { echo "bench/guest.sh: unknown phase '$p'" >&2; exit 2; }
+done
+# tests_for <phase> <config>: the tests to run, one "function [arg]" a line.
+tests_for() {
+	case "$1" in
+	nbd|delay)
+		echo t_ext4_read
+		case " $WRITE_CFGS " in *" $2 "*) echo t_ext4_write ;; esac
+		printf '%s\n' t_fio_seq t_fio_rand
+		;;
+	equal) printf '%s\n' "t_readers 1" "t_readers 4" ;;
+	cpu) printf '%s\n' "t_cpu randread" "t_cpu randwrite" ;;
+	esac
+}
+
+# The name a test reports its numbers under.
+test_name() {
+	case "$1" in
+	t_ext4_read) echo ext4-read ;;
+	t_ext4_write) echo ext4-write ;;
+	t_fio_seq) echo fio-seq-read ;;
+	t_fio_rand) echo fio-rand-read ;;
+	"t_readers "*) echo "readers-${1#t_readers }" ;;
+	"t_cpu "*) echo "4k-${1#t_cpu }" ;;
+	esac
+}
+
+if [ $LIST = 1 ]; then
+	for p in $PHASES; do
+		for c in $(phase_cfgs "$p"); do
+			mapfile -t ts < <(tests_for "$p" "$c")
+			names=
+			for t in "${ts[@]}"; do names+=${names:+,}$(test_name "$t"); done
+			echo "$p $c $names"
+		done
+	done
+	exit 0
+fi
+
+# ------------------------------------------------------------------ output
+
+# Records go to fd 3, the console, even from code whose output is redirected
+# (the phase setup's goes to a log).
+exec 3>&1
+tab() { local IFS=$'\t'; echo "$*" >&3; }
+meta() { tab BENCH-META "$1" "$2"; }
+emit() { tab BENCH "$@"; }
+# bfail <phase> <test|-> <config> <rep|-> <reason...>
+bfail() { tab BENCH-FAIL "$1" "$2" "$3" "$4" "${*:5}"; }
+note() { echo "# $*" >&3; }
+
+# Microseconds since the epoch, without forking (a fork costs ~40 ms here).
+now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
+# secs <us>: seconds with 4 decimals.
+secs() { printf '%d.%04d' $(($1 / 1000000)) $((($1 % 1000000) / 100)); }
+
+WORK=/tmp/bench
+MNT=$WORK/mnt
+mkdir -p "$WORK" "$MNT"
+ERR=$WORK/err
+
+# run <timeout> cmd...: the command's output goes to $ERR; fails on timeout.
+run() {
+	local t=$1
+	shift
+	timeout -k 5 "$t" "$@" >"$ERR" 2>&1
+}
+# The last line of $ERR, for failure reasons.
+why() { tail -n 1 "$ERR" 2>/dev/null | tr '\t' ' ' | cut -c1-200; }
+
+dm() { dmsetup --noudevsync "$@"; }
+mounted() { grep -q " $1 " /proc/mounts; }
+# leg_reads <dev> <var>: sets <var>_ios and <var>_sect to the read requests
+# and sectors the device completed so far.  The paths of the sysfs stat
+# files are cached: a fork costs ~40 ms here.
+declare -A STATF=()
+leg_reads() {
+	local n s
+	[ -n "${STATF[$1]:-}" ] || STATF[$1]=/sys/dev/block/$(stat -Lc '%Hr:%Lr' "$1")/stat
+	read -r n _ s _ <"${STATF[$1]}"
+	printf -v "${2}_ios" %s "$n"
+	printf -v "${2}_sect" %s "$s"
+}
+
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+}
+
+# ----------------------------------------------------------------- modules
+
+# Only one of dm_mirror (C) and dm_mirror_rs can be loaded: both register
+# the target "mirror".
+use_c() {
+	grep -q '^dm_mirror_rs ' /proc/modules && { rmmod dm_mirror_rs || return 1; }
+	grep -q '^dm_mirror ' /proc/modules || modprobe dm-mirror
+}
+use_rust() {
+	grep -q '^dm_mirror ' /proc/modules && { rmmod dm_mirror || return 1; }
+	grep -q '^dm_mirror_rs ' /proc/modules || modprobe dm_mirror_rs
+}
+
+# ---------------------------------------------------------------- null_blk
+
+NULLB_CFS=/sys/kernel/config/nullb
+NULLBS=()
+# mk_nullb <name> <size_mb> [mbps]: a memory-backed null_blk, /dev/<name>.
+# null_blk's default request limit is 127 KiB, so every 128 KiB read
+# (readahead, fio) would reach the mirror split into 127 + 1 KiB, which
+# policies that count reads rather than sectors split very unevenly (the
+# 127 KiB parts all on one leg with round_robin ios 1).  1280 KiB is the
+# block layer's default limit for disks.  With mbps, null_blk hands out
+# mbps/50 MiB every 20 ms and requeues a larger request forever, so the
+# capped legs get 128 KiB (the equal phase's reads are 64 KiB).
+NULLB_MAX_SECTORS=2560
+NULLB_MAX_SECTORS_CAPPED=256
+mk_nullb() {
+	local d=$NULLB_CFS/$1 ms=$NULLB_MAX_SECTORS
+	[ -z "${3:-}" ] || ms=$NULLB_MAX_SECTORS_CAPPED
+	mkdir "$d" || return 1
+	echo "$2" >"$d/size" && echo 1 >"$d/memory_backed" &&
+		echo "$ms" >"$d/max_sectors" &&
+		{ [ -z "${3:-}" ] || echo "$3" >"$d/mbps"; } &&
+		echo 1 >"$d/power" || return 1
+	NULLBS+=("$1")
+	[ -b "/dev/$1" ] || { sleep 0.2; [ -b "/dev/$1" ]; }
+}
+rm_nullbs() {
+	local n
+	for n in "${NULLBS[@]}"; do
+		echo 0 >"$NULLB_CFS/$n/power" 2>/dev/null
+		rmdir "$NULLB_CFS/$n" 2>/dev/null
+	done
+	NULLBS=()
+}
+
+# ------------------------------------------------------------- the mirrors
+
+BM=bm			# the device under test: /dev/mapper/bm
+DEV=/dev/mapper/$BM
+LOCAL= REMOTE= SCRATCH=	# legs of the current phase (SCRATCH: the linear config's copy)
+
+msg() { dmsetup message -- "$BM" 0 io_balance "$@"; }
+
+# create <config>: /dev/mapper/bm for the configuration, on $LOCAL/$REMOTE.
+create() {
+	local cfg=$1 mirror="0 $SECTORS mirror core 2 1024 nosync 2 $LOCAL 0 $REMOTE 0"
+	case "$cfg" in
+	linear) dm create "$BM" --table "0 $SECTORS linear ${SCRATCH:-$LOCAL} 0" ;;
+	c-mirror) use_c && dm create "$BM" --table "$mirror" ;;
+	rs-*)
+		use_rust && dm create "$BM" --table "$mirror" || return 1
+		case "$cfg" in
+		rs-rr128) msg round_robin ios 128 ;;
+		rs-rr1) msg round_robin ios 1 ;;
+		rs-local) msg default 0 && msg round_robin ios 0 ;;
+		rs-remote) msg default 1 && msg round_robin ios 0 ;;
+		rs-w3-1) msg weight 0 3 && msg weight 1 1 ;;
+		rs-w1-0) msg weight 0 1 && msg weight 1 0 ;;
+		rs-w1-1) msg weight 0 1 && msg weight 1 1 && msg weighted ;;
+		rs-adaptive) msg adaptive ;;
+		*) echo "unknown configuration $cfg"; return 1 ;;
+		esac
+		;;
+	md-raid1)
+		modprobe dm-raid && dm create "$BM" --table \
+			"0 $SECTORS raid raid1 6 0 region_size 1024 nosync write_mostly 1 2 - $LOCAL - $REMOTE"
+		;;
+	md-raid1-eq)
+		modprobe dm-raid && dm create "$BM" --table \
+			"0 $SECTORS raid raid1 4 0 region_size 1024 nosync 2 - $LOCAL - $REMOTE"
+		;;
+	*) echo "unknown configuration $cfg"; return 1 ;;
+	esac
+}
+
+destroy() {
+	mounted "$MNT" && { timeout 300 umount "$MNT" || umount -l "$MNT"; }
+	[ -e "$DEV" ] || return 0
+	timeout 120 dmsetup --noudevsync remove --retry "$BM" >/dev/null 2>&1 ||
+		timeout 60 dmsetup --noudevsync remove --force "$BM" >/dev/null 2>&1
+}
+
+# The legs' read counters around a measurement: LOCAL_SHARE is the percentage
+# of the sectors read from the legs that came from the local leg, REMOTE_IOS
+# the read requests the remote leg completed.
+legs_before() {
+	leg_reads "$CUR_LOCAL" LB
+	leg_reads "$REMOTE" RB
+}
+legs_after() {
+	local l r
+	leg_reads "$CUR_LOCAL" LA
+	leg_reads "$REMOTE" RA
+	l=$((LA_sect - LB_sect)) r=$((RA_sect - RB_sect))
+	REMOTE_IOS=$((RA_ios - RB_ios))
+	if [ $((l + r)) -gt 0 ]; then
+		LOCAL_SHARE=$((l * 1000 / (l + r)))
+		LOCAL_SHARE=$((LOCAL_SHARE / 10)).$((LOCAL_SHARE % 10))
+	else
+		LOCAL_SHARE=
+	fi
+}
+
+# ------------------------------------------------------------------- tests
+#
+# Each test takes <phase> <config> <rep>, emits its numbers or a BENCH-FAIL.
+
+# fio_terse <args...>: run fio; F[1..] = the fields of its terse v3 line
+# (F[5] error, F[6] read KiB, F[7] read KiB/s, F[8] read IOPS, F[47..49]
+# the same for writes).  Fails when fio did.
+F=()
+fio_terse() {
+	local out
+	out=$(timeout -k 5 300 fio --output-format=terse --terse-version=3 --group_reporting "$@" 2>"$ERR") ||
+		return 1
+	out=${out##*$'\n'}
+	IFS=';' read -ra F <<<";$out"
+	[ "${F[5]:-x}" = 0 ]
+}
+# kib_to_mib <KiB/s>: MiB/s with 3 decimals.
+kib_to_mib() { printf '%d.%03d' $(($1 / 1024)) $((($1 % 1024) * 1000 / 1024)); }
+
+t_ext4_read() {
+	local p=$1 c=$2 r=$3 t0 t1
+	drop_caches
+	run 120 mount -t ext4 -o ro "$DEV" "$MNT" || { bfail "$p" ext4-read "$c" "$r" "mount: $(why)"; return 1; }
+	legs_before
+	t0=$(now_us)
+	run 600 cat "$MNT/file" || { bfail "$p" ext4-read "$c" "$r" "read: $(why)"; return 1; }
+	t1=$(now_us)
+	legs_after
+	run 300 umount "$MNT"
+	emit "$p" ext4-read "$c" "$r" time "$(secs $((t1 - t0)))" s
+	[ -z "$LOCAL_SHARE" ] || emit "$p" ext4-read "$c" "$r" local_share "$LOCAL_SHARE" %
+	emit "$p" ext4-read "$c" "$r" remote_reads "$REMOTE_IOS" requests
+}
+
+t_ext4_write() {
+	local p=$1 c=$2 r=$3 t0 t1
+	drop_caches
+	run 120 mount -t ext4 -o noatime "$DEV" "$MNT" || { bfail "$p" ext4-write "$c" "$r" "mount: $(why)"; return 1; }
+	sync
+	t0=$(now_us)
+	run 600 dd if="$WORK/wfile" of="$MNT/written" bs=1M conv=fsync status=none ||
+		{ bfail "$p" ext4-write "$c" "$r" "dd: $(why)"; return 1; }
+	t1=$(now_us)
+	rm -f "$MNT/written"
+	run 600 umount "$MNT"
+	emit "$p" ext4-write "$c" "$r" time "$(secs $((t1 - t0)))" s
+}
+
+# fio_read <test> <phase> <config> <rep> <metric> <fio args...>: a read
+# job with the legs' counters around it; emits bw (MiB/s) or iops and the
+# local leg's share of the sectors read.
+fio_read() {
+	local t=$1 p=$2 c=$3 r=$4 m=$5 share=local_share
+	shift 5
+	legs_before
+	fio_terse --name="$t" --filename="$DEV" --readonly --direct=1 --ioengine=libaio "$@" ||
+		{ bfail "$p" "$t" "$c" "$r" "fio: $(why)"; return 1; }
+	legs_after
+	case $m in
+	bw) emit "$p" "$t" "$c" "$r" bw "$(kib_to_mib "${F[7]}")" MiB/s ;;
+	iops) emit "$p" "$t" "$c" "$r" iops "${F[8]}" IOPS ;;
+	esac
+	[ "$p" != equal ] || share=leg0_share
+	[ -z "$LOCAL_SHARE" ] || emit "$p" "$t" "$c" "$r" "$share" "$LOCAL_SHARE" %
+}
+
+# A sequential reader with 4 x 128 KiB in flight; at most $FIO_MB MiB or
+# $FIO_CAP, whichever comes first.
+t_fio_seq() {
+	fio_read fio-seq-read "$@" bw --iodepth=4 --rw=read --bs=128k --size="${FIO_MB}m" \
+		--runtime="$FIO_CAP"
+}
+
+# 4 KiB random reads, 4 in flight, over $FIO_MB MiB, at most $FIO_CAP.
+t_fio_rand() {
+	fio_read fio-rand-read "$@" iops --iodepth=4 --rw=randread --bs=4k --size="${FIO_MB}m" \
+		--runtime="$FIO_CAP"
+}
+
+# t_readers <n>: n parallel sequential readers (4 x 64 KiB in flight each),
+# each in its own quarter of the device, for $RUNTIME.
+t_readers() {
+	local n=$1
+	shift
+	fio_read "readers-$n" "$@" bw --iodepth=4 --rw=read --bs=64k --numjobs="$n" \
+		--size=$((DEV_MB / 4))m --offset_increment=$((DEV_MB / 4))m --time_based --runtime="$RUNTIME"
+}
+
+# Busy CPU time of the whole guest so far, in USER_HZ ticks (1/100 s).
+cpu_busy() {
+	local u n sy id io irq sirq st
+	read -r _ u n sy id io irq sirq st _ </proc/stat
+	echo $((u + n + sy + irq + sirq + st))
+}
+
+# t_cpu <randread|randwrite>: 2 jobs x 16 in flight, 4 KiB, $RUNTIME.
+# Besides IOPS, the guest's busy CPU time per I/O (all CPUs, fio included:
+# the mirrors do part of their work in kernel threads, which fio's own CPU
+# figures miss).
+t_cpu() {
+	local rw=$1 p=$2 c=$3 r=$4 ios b0 b1 t=4k-$1
+	b0=$(cpu_busy)
+	fio_terse --name=cpu --filename="$DEV" --direct=1 --ioengine=libaio --iodepth=16 \
+		--numjobs=2 --rw="$rw" --bs=4k --size="${DEV_MB}m" --time_based --runtime="$RUNTIME" \
+		--randrepeat=0 || { bfail "$p" "$t" "$c" "$r" "fio: $(why)"; return 1; }
+	b1=$(cpu_busy)
+	if [ "$rw" = randread ]; then
+		emit "$p" "$t" "$c" "$r" iops "${F[8]}" IOPS
+		ios=$((F[6] / 4))
+	else
+		emit "$p" "$t" "$c" "$r" iops "${F[49]}" IOPS
+		ios=$((F[47] / 4))
+	fi
+	[ "$ios" -le 0 ] || emit "$p" "$t" "$c" "$r" cpu_per_io \
+		"$(printf '%d.%02d' $(((b1 - b0) * 10000 / ios)) $(((b1 - b0) * 1000000 / ios % 100)))" us
+}
+
+# ------------------------------------------------------------------ phases
+
+# The ext4 image every leg of the nbd/delay phases starts with: one file of
+# random data to read; lazy init off so a rw mount does not start zeroing
+# inode tables through the remote leg.
+make_image() {
+	[ -f "$WORK/img" ] && return 0
+	truncate -s "${DEV_MB}M" "$WORK/img" &&
+		mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/img" &&
+		mount -o loop "$WORK/img" "$MNT" &&
+		dd if=/dev/urandom of="$MNT/file" bs=1k count="$FILE_KB" status=none &&
+		umount "$MNT" &&
+		dd if=/dev/urandom of="$WORK/wfile" bs=1k count="$FILE_KB" status=none
+}
+
+copy_to() { dd if="$WORK/img" of="$1" bs=1M oflag=direct status=none; }
+
+NETNS=bench-srv
+setup_nbd() {
+	modprobe veth && modprobe sch_netem && modprobe nbd nbds_max=1 || return 1
+	mk_nullb bl_local "$DEV_MB" && mk_nullb bl_scratch "$DEV_MB" || return 1
+	copy_to /dev/bl_local && copy_to /dev/bl_scratch && cp "$WORK/img" "$WORK/remote.img" || return 1
+	$IP netns add $NETNS &&
+		$IP link add bench-c type veth peer name bench-s &&
+		$IP link set bench-s netns $NETNS &&
+		$IP addr add 10.99.0.1/24 dev bench-c && $IP link set bench-c up &&
+		$IP -n $NETNS addr add 10.99.0.2/24 dev bench-s && $IP -n $NETNS link set bench-s up &&
+		$IP -n $NETNS link set lo up || return 1
+	$TC qdisc add dev bench-c root netem delay 15ms rate 1384kbit &&
+		$TC -n $NETNS qdisc add dev bench-s root netem delay 15ms rate 1384kbit || return 1
+	cat >"$WORK/nbd.conf" <<-EOF
+		[generic]
+		listenaddr = 10.99.0.2
+		port = 10809
+		[remote]
+		exportname = $WORK/remote.img
+	EOF
+	$IP netns exec $NETNS nbd-server -C "$WORK/nbd.conf" || return 1
+	local i
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		nbd-client 10.99.0.2 10809 /dev/nbd0 -N remote >"$ERR" 2>&1 && break
+		sleep 0.5
+	done
+	[ "$(blockdev --getsz /dev/nbd0 2>/dev/null)" = "$SECTORS" ] || return 1
+	LOCAL=/dev/bl_local REMOTE=/dev/nbd0 SCRATCH=/dev/bl_scratch
+	meta nbd.remote "NBD over veth, netem delay 15ms rate 1384kbit on both ends"
+	meta nbd.rtt_ms "$(ping -c 2 -q 10.99.0.2 2>/dev/null | awk -F/ '/min\/avg/ { print $4 }')"
+}
+teardown_nbd() {
+	nbd-client -d /dev/nbd0 >/dev/null 2>&1
+	local pids
+	pids=$($IP netns pids $NETNS 2>/dev/null)
+	[ -z "$pids" ] || kill $pids 2>/dev/null
+	sleep 0.2
+	$IP netns del $NETNS 2>/dev/null
+	$IP link del bench-c 2>/dev/null
+	rm_nullbs
+	rm -f "$WORK/remote.img"
+}
+
+setup_delay() {
+	modprobe dm-delay || return 1
+	mk_nullb bl_local "$DEV_MB" && mk_nullb bl_scratch "$DEV_MB" && mk_nullb bl_remote "$DEV_MB" || return 1
+	copy_to /dev/bl_local && copy_to /dev/bl_scratch && copy_to /dev/bl_remote || return 1
+	dm create bench-delay --table "0 $SECTORS delay /dev/bl_remote 0 $DELAY_MS" || return 1
+	LOCAL=/dev/bl_local REMOTE=/dev/mapper/bench-delay SCRATCH=/dev/bl_scratch
+	meta delay.remote "dm-delay ${DELAY_MS} ms (reads and writes) over memory-backed null_blk"
+}
+teardown_delay() {
+	dm remove bench-delay >/dev/null 2>&1
+	rm_nullbs
+}
+
+setup_equal() {
+	# Not written: the cap would make that take DEV_MB / MBPS seconds, and
+	# reads of holes cost the same under the cap.
+	mk_nullb bl_eq0 "$DEV_MB" "$MBPS" && mk_nullb bl_eq1 "$DEV_MB" "$MBPS" || return 1
+	LOCAL=/dev/bl_eq0 REMOTE=/dev/bl_eq1 SCRATCH=
+	meta equal.legs "two memory-backed null_blk, mbps=$MBPS each"
+}
+teardown_equal() { rm_nullbs; }
+
+setup_cpu() {
+	mk_nullb bl_cpu0 "$DEV_MB" && mk_nullb bl_cpu1 "$DEV_MB" || return 1
+	copy_to /dev/bl_cpu0 && copy_to /dev/bl_cpu1 || return 1
+	LOCAL=/dev/bl_cpu0 REMOTE=/dev/bl_cpu1 SCRATCH=
+	meta cpu.legs "two memory-backed null_blk, no bandwidth cap"
+}
+teardown_cpu() { rm_nullbs; }
+
+# warm_rr <config> <rep>: a fresh round_robin mirror starts its schedule at
+# the default leg, so the first <N> reads would always be local.  A
+# long-lived mirror meets a file read at any point of its 2 * N read cycle:
+# single 4 KiB O_DIRECT reads first move the schedule to the point
+# (rep - 1/2) / REPS of the cycle, so the repetitions sample it evenly.
+warm_rr() {
+	local c=$1 r=$2 n k
+	case "$c" in rs-rr[0-9]*) n=${c#rs-rr} ;; *) return 0 ;; esac
+	k=$(((2 * r - 1) * n / REPS))
+	[ "$k" -gt 0 ] || return 0
+	note "$p $c rep $r: $k reads move the round-robin schedule to $k of $((2 * n))"
+	run 600 dd if="$DEV" of=/dev/null bs=4k count="$k" iflag=direct ||
+		bfail "$p" - "$c" "$r" "warm-up reads: $(why)"
+}
+
+run_phase() {
+	local p=$1 cfgs c r t t0 tc tests
+	cfgs=$(phase_cfgs "$p")
+	t0=$(now_us)
+	note "phase $p: setting up"
+	if ! "setup_$p" >"$WORK/setup.log" 2>&1; then
+		for c in $cfgs; do
+			bfail "$p" - "$c" - "phase setup failed: $(tail -n 1 "$WORK/setup.log" | tr '\t' ' ')"
+		done
+		"teardown_$p" >/dev/null 2>&1
+		return
+	fi
+	note "phase $p: set up in $(secs $(($(now_us) - t0))) s"
+	for c in $cfgs; do tab BENCH-CONFIG "$p" "$c" "${DESC[$c]}"; done
+	declare -A broken=()
+	for ((r = 1; r <= REPS; r++)); do
+		note "phase $p: repetition $r of $REPS"
+		for c in $cfgs; do
+			[ -z "${broken[$c]:-}" ] || continue
+			# The linear configuration reads the local device (or its copy).
+			CUR_LOCAL=$LOCAL
+			[ "$c" != linear ] || CUR_LOCAL=${SCRATCH:-$LOCAL}
+			tc=$(now_us)
+			if ! create "$c" >"$ERR" 2>&1; then
+				bfail "$p" - "$c" "$r" "create: $(why)"
+				destroy
+				# A configuration that cannot be created will not be
+				# created in the next repetition either.
+				broken[$c]=1
+				continue
+			fi
+			warm_rr "$c" "$r"
+			mapfile -t tests < <(tests_for "$p" "$c")
+			for t in "${tests[@]}"; do
+				# shellcheck disable=SC2086 # "t_readers 4": a function and its argument
+				$t "$p" "$c" "$r" </dev/null
+			done
+			[ "${c#rs-}" = "$c" ] || note "$p $c rep $r: $(dmsetup message "$BM" 0 io_balance show 2>/dev/null | tr '\n' ';')"
+			note "$p $c rep $r: $(secs $(($(now_us) - tc))) s"
+			destroy || bfail "$p" - "$c" "$r" "cannot remove the device"
+		done
+	done
+	"teardown_$p" >/dev/null 2>&1
+	tab BENCH-DONE "$p" "$(secs $(($(now_us) - t0)))"
+}
+
+cleanup() {
+	destroy >/dev/null 2>&1
+	teardown_nbd >/dev/null 2>&1
+	teardown_delay >/dev/null 2>&1
+	rm_nullbs >/dev/null 2>&1
+}
+trap cleanup EXIT
+
+# ------------------------------------------------------------------- main
+
+T0=$(now_us)
+meta kernel "$(uname -r)"
+meta profile "${DMMR_PROFILE:-base}"
+meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+meta reps "$REPS"
+meta quick "$QUICK"
+meta phases "$PHASES"
+meta cpus "$(nproc)"
+meta mem_mb "$(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo)"
+meta fio "$(fio --version)"
+meta file_kb "$FILE_KB"
+meta fio_region_mb "$FIO_MB"
+meta fio_cap "$FIO_CAP"
+meta runtime "$RUNTIME"
+meta nullb_max_sectors "$NULLB_MAX_SECTORS ($NULLB_MAX_SECTORS_CAPPED with mbps)"
+
+modprobe configfs 2>/dev/null
+mounted /sys/kernel/config || mount -t configfs configfs /sys/kernel/config
+modprobe null_blk nr_devices=0 || { echo "# cannot load null_blk"; exit 1; }
+[ -d $NULLB_CFS ] || { echo "# null_blk has no configfs interface"; exit 1; }
+if [ ! -f /dmmr/dm_mirror_rs.ko ]; then
+	echo "# no /dmmr/dm_mirror_rs.ko: build it with make module"
+fi
+if ! make_image >"$ERR" 2>&1; then
+	echo "# cannot build the ext4 image: $(why)"
+	exit 1
+fi
+
+for p in $PHASES; do
+	run_phase "$p"
+done
+meta guest_seconds "$(secs $(($(now_us) - T0)))"
+exit 0
