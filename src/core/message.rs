@@ -46,8 +46,8 @@ pub const DEFAULT_TOLERANCE_PCT: u16 = 25;
 /// Largest accepted `adaptive probe_ms <MS>` value.
 pub const MAX_PROBE_MS: u32 = 60_000;
 
-/// `adaptive` probe interval when none is given (milliseconds).
-pub const DEFAULT_PROBE_MS: u32 = 100;
+/// `adaptive` longest wait for a probe when none is given (milliseconds).
+pub const DEFAULT_PROBE_MS: u32 = 1000;
 
 /// Parameters of the adaptive policy as given; `None` means "not given, use
 /// the default" (kept apart so a table prints back only what it was given).
@@ -56,7 +56,7 @@ pub struct AdaptiveParams {
     /// Width of the band of "equally good" legs, in percent of the best
     /// leg's expected latency.
     pub tolerance_pct: Option<u16>,
-    /// Minimum time between two probe reads of one idle leg, in
+    /// Longest time an idle leg outside the band goes without a probe, in
     /// milliseconds; 0 disables probing.
     pub probe_ms: Option<u32>,
 }

@@ -212,6 +212,7 @@ impl Balancer {
         self.note_usable(usable);
         let default_leg = self.default_leg();
 
+        let mut measurement = false;
         let leg = if !read.region_in_sync {
             usable.contains(default_leg).then_some(default_leg)?
         } else if let Some(only) = usable.only_member() {
@@ -226,13 +227,16 @@ impl Balancer {
                 read,
             };
             match self.policy.choose(&context) {
-                Some(leg) if usable.contains(leg) => leg,
+                Some(leg) if usable.contains(leg) => {
+                    measurement = self.policy.measures();
+                    leg
+                }
                 _ => usable.at_or_before(default_leg)?,
             }
         };
 
         if let Some(stats) = self.stats.get_mut(leg) {
-            stats.record_dispatch(read);
+            stats.record_dispatch(read, measurement);
         }
         Some(leg)
     }
@@ -334,7 +338,7 @@ impl Balancer {
     /// Writes the `io_balance show` report:
     ///
     /// ```text
-    /// policy adaptive tolerance 25 probe_ms 100
+    /// policy adaptive tolerance 25 probe_ms 1000
     /// default 0 253:3
     /// leg 0 253:3 usable weight 1 reads 1200 sectors 9600 in_flight 1 errors 0 latency_ns 81234 queue_depth 0.75 samples 1199
     /// leg 1 253:4 failed weight 1 reads 3 sectors 24 in_flight 0 errors 1 latency_ns - queue_depth 0.00 samples 0
@@ -601,7 +605,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             out,
-            "policy adaptive tolerance 25 probe_ms 100\n\
+            "policy adaptive tolerance 25 probe_ms 1000\n\
              default 0 7:0\n\
              leg 0 7:0 failed weight 1 reads 1 sectors 8 in_flight 0 errors 1 latency_ns - queue_depth 0.00 samples 0\n\
              leg 1 7:1 usable weight 1 reads 2 sectors 16 in_flight 1 errors 0 latency_ns 81234 queue_depth 0.00 samples 1\n"
@@ -636,7 +640,8 @@ mod tests {
                 queue_depth_x256: u32::MAX,
                 last_dispatch_ns: 0,
                 next_sector: None,
-                stale_sample_pending: false,
+                measurement_pending: false,
+                last_sample_ns: u64::MAX,
             };
         }
         balancer.policy = Policy::from_spec(
@@ -666,22 +671,90 @@ mod tests {
         assert_eq!(balancer.stats(1).unwrap().samples, 0);
     }
 
+    /// Sends a read to `stats` and completes it after `latency_ns`.
+    fn sample(stats: &mut LegStats, latency_ns: u64) {
+        stats.record_dispatch(&read(0), false);
+        stats.record_completion(latency_ns, true);
+    }
+
     #[test]
-    fn latency_average_converges() {
+    fn latency_estimate_trusts_fast_reads() {
         let mut stats = LegStats::default();
-        let request = read(0);
-        for _ in 0..200 {
-            stats.record_dispatch(&request);
-            stats.record_completion(50_000, true);
+        // Warm-up: the fastest of the first reads (the very first one of a
+        // device is often slow: it wakes it up).
+        for latency in [900_000, 60_000, 50_000] {
+            sample(&mut stats, latency);
+            assert!(!stats.is_measured());
+        }
+        sample(&mut stats, 70_000);
+        assert!(stats.is_measured());
+        assert_eq!((stats.latency_ns, stats.samples), (50_000, 4));
+        // A stall: four reads 40 times slower raise it by 1/32 each.
+        for _ in 0..4 {
+            sample(&mut stats, 2_000_000);
+        }
+        assert_eq!(stats.latency_ns, 56_547);
+        // A slightly slower read: 1/8 of the way.
+        sample(&mut stats, 56_547 + 800);
+        assert_eq!(stats.latency_ns, 56_647);
+        // One fast read and it is gone.
+        sample(&mut stats, 50_000);
+        assert_eq!(stats.latency_ns, 50_000);
+        // A lasting slowdown: doubled within 23 reads, 19 times within 100.
+        for _ in 0..23 {
+            sample(&mut stats, 1_000_000);
         }
         assert!(
-            (49_900..=50_000).contains(&stats.latency_ns),
+            (100_000..105_000).contains(&stats.latency_ns),
             "{}",
             stats.latency_ns
         );
-        stats.record_completion(u64::MAX, true);
+        for _ in 23..100 {
+            sample(&mut stats, 1_000_000);
+        }
+        assert!(
+            (940_000..1_000_000).contains(&stats.latency_ns),
+            "{}",
+            stats.latency_ns
+        );
+        sample(&mut stats, u64::MAX);
         assert!(stats.latency_ns <= super::super::MAX_LATENCY_SAMPLE_NS);
         assert_eq!(stats.in_flight, 0);
+    }
+
+    #[test]
+    fn measurement_counts_in_full() {
+        let mut stats = LegStats::default();
+        for _ in 0..4 {
+            sample(&mut stats, 50_000);
+        }
+        let probe = |stats: &mut LegStats, first: u64, second: u64| {
+            sample(stats, first);
+            stats.record_dispatch(&read(0), true);
+            stats.record_completion(second, true);
+        };
+        // The faster of a probe's two reads counts, up by at most a quarter
+        // (the first read, an ordinary one, raised it by 1/32)...
+        probe(&mut stats, 8_000_000, 9_000_000);
+        assert_eq!(stats.latency_ns, 51_562 + 51_562 / 4);
+        probe(&mut stats, 900_000, 70_000);
+        assert_eq!(stats.latency_ns, 70_000);
+        // ... and down in full.
+        probe(&mut stats, 900_000, 30_000);
+        assert_eq!(stats.latency_ns, 30_000);
+        // Only the read that finds the leg idle can be a measurement.
+        stats.record_dispatch(&read(0), false);
+        stats.record_dispatch(&read(0), true);
+        stats.record_completion(1_000_000, true);
+        stats.record_completion(1_000_000, true);
+        assert_eq!(stats.latency_ns, 30_000 + 937 + 966);
+        assert!(!stats.measurement_pending);
+        // A failed probe read says nothing: the measurement alone counts.
+        stats.record_dispatch(&read(0), false);
+        stats.record_completion(10, false);
+        stats.record_dispatch(&read(0), true);
+        stats.record_completion(35_000, true);
+        assert_eq!(stats.latency_ns, 35_000);
     }
 
     /// A random operation on a balancer.
@@ -814,6 +887,33 @@ mod tests {
                     let expected = outstanding.iter().filter(|l| **l == leg).count();
                     prop_assert_eq!(balancer.stats(leg).unwrap().in_flight as usize, expected);
                 }
+            }
+        }
+
+        /// The latency estimate only ever moves toward samples: it stays
+        /// between the fastest and the slowest sample seen.
+        #[test]
+        fn latency_estimate_stays_within_the_samples(
+            samples in proptest::collection::vec((0u64..=u64::MAX, any::<bool>(), 0u8..8), 1..300),
+        ) {
+            let mut stats = LegStats::default();
+            let (mut fastest, mut slowest) = (u64::MAX, 0);
+            for (latency, measurement, ok) in samples {
+                let ok = ok > 0;
+                // Mostly ordinary latencies, now and then extreme ones.
+                let latency = if latency % 16 == 0 { latency } else { latency % 10_000_000 };
+                stats.record_dispatch(&read(0), measurement);
+                stats.record_completion(latency, ok);
+                if ok {
+                    let clamped = latency.clamp(1, super::super::MAX_LATENCY_SAMPLE_NS);
+                    fastest = fastest.min(clamped);
+                    slowest = slowest.max(clamped);
+                }
+                if stats.samples > 0 {
+                    prop_assert!((fastest..=slowest).contains(&stats.latency_ns),
+                        "{} not in {}..={}", stats.latency_ns, fastest, slowest);
+                }
+                prop_assert_eq!(stats.in_flight, 0);
             }
         }
 

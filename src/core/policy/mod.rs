@@ -44,19 +44,28 @@ pub const QUEUE_DEPTH_SHIFT: u32 = 8;
 /// Fixed-point 1.0 of [`LegStats::queue_depth_x256`].
 pub const QUEUE_DEPTH_ONE: u32 = 1 << QUEUE_DEPTH_SHIFT;
 
-/// Weight of a new sample in the latency and queue-depth moving averages is
-/// `1 / 2^EWMA_SHIFT`.
-pub const EWMA_SHIFT: u32 = 3;
+/// Weight of a new sample in the queue-depth moving average is
+/// `1 / 2^EWMA_SHIFT` (1/32). Smooth, so that legs sharing a queue do not
+/// drift apart in measured depth: the adaptive policy would take the leg
+/// measured at the deeper queue for the one that copes better with load.
+pub const EWMA_SHIFT: u32 = 5;
 
-/// A leg's latency estimate is stale when the leg was idle (nothing in
-/// flight) and not sent a read for this long (50 ms); the sample of the read
-/// that ends the idle period then weighs [`STALE_EWMA_SHIFT`] instead, so a
-/// few probes suffice to notice that a slow leg became fast.
-pub const STALE_ESTIMATE_NS: u64 = 50_000_000;
+/// A leg's first `WARMUP_SAMPLES` latency samples set its estimate to the
+/// fastest of them; only then is the leg [`LegStats::is_measured`].
+pub const WARMUP_SAMPLES: u64 = 4;
 
-/// Weight of the sample of a read sent to a leg with a stale estimate is
-/// `1 / 2^STALE_EWMA_SHIFT` (one half).
-pub const STALE_EWMA_SHIFT: u32 = 1;
+/// A latency sample above the estimate moves it `1 / 2^RISE_SHIFT` of the
+/// way up (1/8)...
+pub const RISE_SHIFT: u32 = 3;
+
+/// ... but by at most `1 / 2^MAX_RISE_SHIFT` of the estimate (1/32): a
+/// stall, a wake-up or a queue behind someone else's I/O hardly moves it; a
+/// lasting slowdown does (the estimate doubles in 23 reads).
+pub const MAX_RISE_SHIFT: u32 = 5;
+
+/// A measurement (see [`ReadPolicy::measures`]) above the estimate raises it
+/// by at most `1 / 2^MEASUREMENT_RISE_SHIFT` of the estimate (a quarter).
+pub const MEASUREMENT_RISE_SHIFT: u32 = 2;
 
 /// Per-leg statistics, maintained by [`Balancer`] for every policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,8 +80,8 @@ pub struct LegStats {
     pub in_flight: u32,
     /// Successful completions that fed the latency estimate.
     pub samples: u64,
-    /// Moving average of read completion latency in nanoseconds; meaningful
-    /// only if `samples > 0`.
+    /// Estimate of the leg's read completion latency in nanoseconds (see
+    /// [`LegStats::record_completion`]); meaningful only if `samples > 0`.
     pub latency_ns: u64,
     /// Moving average of the number of reads already in flight on the leg
     /// when a read is sent to it, in 1/256 units (fixed point, 8 bits of
@@ -83,9 +92,12 @@ pub struct LegStats {
     /// Sector just after the last read sent to the leg, for sequential
     /// detection.
     pub next_sector: Option<u64>,
-    /// The leg's estimate was stale (see [`STALE_ESTIMATE_NS`]) when its
-    /// only in-flight read was sent; that read's sample weighs more.
-    pub stale_sample_pending: bool,
+    /// The read that ended the leg's idle period is a measurement (a read
+    /// of a probe after the first): its sample counts in full.
+    pub measurement_pending: bool,
+    /// Latency of the leg's last read if it succeeded (for a measurement,
+    /// the fastest of its probe's reads so far), else 0.
+    pub last_sample_ns: u64,
 }
 
 impl LegStats {
@@ -95,7 +107,13 @@ impl LegStats {
         self.latency_ns = 0;
         self.queue_depth_x256 = 0;
         self.next_sector = None;
-        self.stale_sample_pending = false;
+        self.measurement_pending = false;
+        self.last_sample_ns = 0;
+    }
+
+    /// Whether the latency estimate rests on [`WARMUP_SAMPLES`] samples.
+    pub fn is_measured(&self) -> bool {
+        self.samples >= WARMUP_SAMPLES
     }
 
     /// Zeroes the counters (`reads`, `sectors`, `errors`); keeps in-flight
@@ -106,8 +124,10 @@ impl LegStats {
         self.errors = 0;
     }
 
-    /// Accounts a read sent to this leg.
-    fn record_dispatch(&mut self, read: &ReadRequest) {
+    /// Accounts a read sent to this leg; `measurement` if it is a read of a
+    /// probe after the first (see [`ReadPolicy::measures`]), which a read
+    /// that finds the leg busy never is.
+    fn record_dispatch(&mut self, read: &ReadRequest, measurement: bool) {
         self.reads = self.reads.saturating_add(1);
         self.sectors = self.sectors.saturating_add(u64::from(read.nr_sectors));
         let ahead = self.in_flight.min(MAX_COUNTED_IN_FLIGHT);
@@ -115,45 +135,66 @@ impl LegStats {
         // 2^24 because it is an average of such values.
         let sample = ahead.saturating_mul(QUEUE_DEPTH_ONE);
         self.queue_depth_x256 = ewma_u32(self.queue_depth_x256, sample, EWMA_SHIFT);
-        let idle_for = read.now_ns.saturating_sub(self.last_dispatch_ns);
-        self.stale_sample_pending = self.in_flight == 0 && idle_for >= STALE_ESTIMATE_NS;
+        if self.in_flight == 0 {
+            self.measurement_pending = measurement;
+        }
         self.in_flight = self.in_flight.saturating_add(1);
         self.last_dispatch_ns = read.now_ns;
         self.next_sector = Some(read.sector.saturating_add(u64::from(read.nr_sectors)));
     }
 
-    /// Accounts a completed read.
+    /// Accounts a completed read and updates the latency estimate.
+    ///
+    /// Noise (a stall of the host or the device, a worker thread or an
+    /// interrupt waking up, a queue behind other I/O) only ever makes a read
+    /// slower, so the estimate believes fast reads and doubts slow ones:
+    ///
+    /// - the first [`WARMUP_SAMPLES`] samples: the fastest of them;
+    /// - a faster sample: the estimate drops to it;
+    /// - a slower one: the estimate moves 1/8 of the way up to it, by at
+    ///   most 1/32 of itself ([`RISE_SHIFT`], [`MAX_RISE_SHIFT`]);
+    /// - a measurement (a read of a probe after the first one, which woke
+    ///   the leg up): the fastest of the probe's reads so far, followed down
+    ///   in full and up by at most a quarter ([`MEASUREMENT_RISE_SHIFT`]).
     fn record_completion(&mut self, latency_ns: u64, ok: bool) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        let measurement = core::mem::take(&mut self.measurement_pending);
         if !ok {
             self.errors = self.errors.saturating_add(1);
+            self.last_sample_ns = 0;
             return;
         }
         let sample = latency_ns.clamp(1, MAX_LATENCY_SAMPLE_NS);
-        let shift = if self.stale_sample_pending {
-            STALE_EWMA_SHIFT
+        let previous = self.last_sample_ns;
+        let sample = if measurement && previous > 0 {
+            sample.min(previous)
         } else {
-            EWMA_SHIFT
-        };
-        self.stale_sample_pending = false;
-        self.latency_ns = if self.samples == 0 {
             sample
+        };
+        self.last_sample_ns = sample;
+        let estimate = self.latency_ns;
+        self.latency_ns = if self.samples == 0 || sample <= estimate {
+            sample
+        } else if self.samples < WARMUP_SAMPLES {
+            estimate
+        } else if measurement {
+            let max_step = estimate.checked_shr(MEASUREMENT_RISE_SHIFT).unwrap_or(0);
+            sample.min(estimate.saturating_add(max_step))
         } else {
-            ewma_u64(self.latency_ns, sample, shift)
+            let step = sample
+                .saturating_sub(estimate)
+                .checked_shr(RISE_SHIFT)
+                .unwrap_or(0);
+            let max_step = estimate.checked_shr(MAX_RISE_SHIFT).unwrap_or(0);
+            // 1 <= step <= sample - estimate.
+            estimate.saturating_add(step.min(max_step).max(1))
         };
         self.samples = self.samples.saturating_add(1);
     }
 }
 
 /// `average + (sample - average) / 2^shift` (roughly), without signed
-/// arithmetic; `shift` must be below 64.
-fn ewma_u64(average: u64, sample: u64, shift: u32) -> u64 {
-    average
-        .saturating_sub(average.checked_shr(shift).unwrap_or(0))
-        .saturating_add(sample.checked_shr(shift).unwrap_or(0))
-}
-
-/// [`ewma_u64`] for `u32`.
+/// arithmetic; `shift` must be below 32.
 fn ewma_u32(average: u32, sample: u32, shift: u32) -> u32 {
     average
         .saturating_sub(average.checked_shr(shift).unwrap_or(0))
@@ -199,6 +240,13 @@ pub trait ReadPolicy {
     /// Feedback for a completed read on `leg` that took `latency_ns`. The
     /// [`Balancer`] has already updated the shared [`LegStats`].
     fn complete(&mut self, _leg: usize, _latency_ns: u64) {}
+
+    /// Whether the read [`ReadPolicy::choose`] just placed is a
+    /// measurement: a read of a probe of an idle leg after the first one,
+    /// whose sample the latency estimate takes in full (see [`LegStats`]).
+    fn measures(&self) -> bool {
+        false
+    }
 
     /// Forgets internal scheduling state (after weight or default changes).
     fn reset(&mut self) {}
@@ -250,6 +298,13 @@ impl ReadPolicy for Policy {
             Policy::RoundRobin(policy) => policy.complete(leg, latency_ns),
             Policy::Weighted(policy) => policy.complete(leg, latency_ns),
             Policy::Adaptive(policy) => policy.complete(leg, latency_ns),
+        }
+    }
+
+    fn measures(&self) -> bool {
+        match self {
+            Policy::Adaptive(policy) => policy.measures(),
+            Policy::RoundRobin(_) | Policy::Weighted(_) => false,
         }
     }
 
