@@ -48,8 +48,13 @@ if [ "$phase" = 1 ]; then
 	fio --name=crash --filename=/dev/mapper/cm --direct=1 --ioengine=libaio --iodepth=16 \
 		--rw=randwrite --bs=4k --offset=16m --size=12m --time_based --runtime=60 \
 		>/dev/null 2>&1 &
-	sleep 3
-	ktap_check "writes running at the crash" kill -0 $!
+	fiopid=$!
+	# Crash only once writes are really flowing (fio may take a while to
+	# start under TCG): the mirror's own write counter must be climbing.
+	writes() { awk '{ print $5 }' "/sys/dev/block/$(dev_majmin /dev/mapper/cm)/stat"; }
+	w0=$(writes)
+	flowing() { kill -0 "$fiopid" && [ $(($(writes) - w0)) -ge 200 ]; }
+	ktap_check "writes running at the crash" wait_for 60 flowing
 	echo "# boot 1: stopping hard with writes in flight"
 	echo "# crash: $KTAP_PASS passed, $KTAP_FAIL failed, 0 skipped"
 	# The marker for vm-run, then the crash: no flush, no unmount.
