@@ -895,10 +895,8 @@ mod tests {
         }
     }
 
-    /// The guest's failure: one stall made a leg look slow, and a leg
-    /// outside the band got no reads to show it was not.
-    #[test]
-    fn a_stall_does_not_decide_the_split() {
+    /// Two usable, in-sync legs under the untuned adaptive policy.
+    fn adaptive_pair() -> Balancer {
         let mut balancer = Balancer::new(2).unwrap();
         let state = MirrorState {
             usable: LegSet::first_n(2),
@@ -907,6 +905,14 @@ mod tests {
         balancer
             .apply(&Command::SetPolicy(adaptive()), &state)
             .unwrap();
+        balancer
+    }
+
+    /// The guest's failure: one stall made a leg look slow, and a leg
+    /// outside the band got no reads to show it was not.
+    #[test]
+    fn a_stall_does_not_decide_the_split() {
+        let mut balancer = adaptive_pair();
         let mut now = 1_000_000_000;
         let mut counts = [0; 2];
         for i in 0..1_000u64 {
@@ -937,14 +943,7 @@ mod tests {
     /// up and is slow; it must not decide which leg is the fast one.
     #[test]
     fn a_slow_first_read_does_not_decide_the_split() {
-        let mut balancer = Balancer::new(2).unwrap();
-        let state = MirrorState {
-            usable: LegSet::first_n(2),
-            in_sync: true,
-        };
-        balancer
-            .apply(&Command::SetPolicy(adaptive()), &state)
-            .unwrap();
+        let mut balancer = adaptive_pair();
         let mut now = 1_000_000_000;
         let mut counts = [0; 2];
         let mut first = [true; 2];
