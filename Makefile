@@ -18,7 +18,10 @@ export DMMR_PROFILE := $(PROFILE)
 
 # Only resolved for targets that need the kernel (it may trigger a build).
 KDIR = $(shell bash $(TOP)/scripts/setup --profile $(PROFILE) kernel --print-kdir | tail -n1)
-KMAKE = source $(TOP)/scripts/env.sh && make -C "$$kdir" M=$(TOP) "$${DMMR_KMAKE_ARGS[@]}"
+# The base profile builds in the tree; other profiles into build/<profile>/.
+MODDIR = $(if $(filter base,$(PROFILE)),$(TOP),$(TOP)/build/$(PROFILE))
+KMAKE = source $(TOP)/scripts/env.sh && mkdir -p $(MODDIR) && \
+	make -C "$$kdir" M=$(TOP) $(if $(filter base,$(PROFILE)),,MO=$(MODDIR)) "$${DMMR_KMAKE_ARGS[@]}"
 
 .PHONY: all setup module demo test check fmt clippy fuzz bench clean rust-analyzer
 

@@ -24,3 +24,14 @@ kernel_dir() {
 		sha256sum | cut -c1-12)
 	echo "$DMMR_CACHE/kernel-$DMMR_KSERIES-$profile-$h"
 }
+
+# Where `make module PROFILE=<profile>` puts dm_mirror_rs.ko: the base
+# profile builds in the tree, every other profile into build/<profile>/
+# (Kbuild's MO=), so the two never overwrite each other.
+module_dir() {
+	if [ "${1:-base}" = base ]; then
+		echo "$DMMR_TOP"
+	else
+		echo "$DMMR_TOP/build/$1"
+	fi
+}

@@ -30,4 +30,6 @@ type __kernel_size_t = usize;
 type __kernel_ssize_t = isize;
 type __kernel_ptrdiff_t = isize;
 
-include!("bindings_generated.rs");
+// Kbuild writes the generated file into the module's output directory
+// (`MO=`, one per kernel profile) and names it in `DMMR_BINDINGS_RS`.
+include!(env!("DMMR_BINDINGS_RS"));
