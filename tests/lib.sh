@@ -137,14 +137,27 @@ ktap_check_eq() {
 	fi
 }
 
-# Prints the summary; exits non-zero on any failure, a plan mismatch, or a
-# kernel splat since the suite started.
+# Prints the summary; exits non-zero on any failure, a plan mismatch, a
+# kernel splat since the suite started, or (debug kernel) a kmemleak report.
+# Cleans up first, so that leaks and splats of the teardown count too.
 ktap_done() {
-	local rc=0 splat
+	local rc=0 splat leaks
 	KTAP_DONE=1
 	if [ -n "$KTAP_PLAN" ] && [ "$KTAP_N" != "$KTAP_PLAN" ]; then
 		ktap_diag "plan mismatch: planned $KTAP_PLAN, ran $KTAP_N"
 		rc=1
+	fi
+	dmmr_cleanup
+	if kmemleak_available; then
+		# Unloading frees the module's own state: what it leaked stays.
+		if [ -d /sys/module/dm_mirror_rs ]; then
+			rmmod dm_mirror_rs 2>/dev/null || true
+		fi
+		if leaks=$(kmemleak_check); then
+			ktap_diag "kmemleak reports unreferenced objects:"
+			ktap_diag <<<"$leaks"
+			rc=1
+		fi
 	fi
 	if [ "$KTAP_ALLOW_SPLAT" = 0 ] && splat=$(kernel_splats "$KMSG_SUITE_MARK"); then
 		ktap_diag "the kernel logged a warning/bug while the suite ran:"
@@ -205,16 +218,50 @@ ktap_check_kmsg() {
 	fi
 }
 
+# What a kernel report looks like (one ERE, shared with tests/run): WARN,
+# BUG and oops, KASAN, KFENCE, UBSAN, lockdep (its reports start with
+# WARNING:), "BUG: sleeping function called from invalid context",
+# kmemleak, a Rust panic, hung tasks, any stack dump.
+KERNEL_REPORT_ERE=$(cat "$(dirname "${BASH_SOURCE[0]}")/kernel-reports.ere")
+
 # Kernel warnings, bugs and oopses logged since <mark>; fails if none.
 kernel_splats() {
 	local s
 	# Collected first: `| head` would SIGPIPE grep and, under pipefail,
 	# hide a long splat.
 	s=$(kmsg_since "$1" |
-		grep -E 'WARNING: |BUG: |BUG at|Oops|general protection fault|UBSAN:|KASAN:|rust_panic|Call Trace:' ||
+		grep -E "$KERNEL_REPORT_ERE" ||
 		true)
 	[ -n "$s" ] || return 1
 	head -n 20 <<<"$s"
+}
+
+# ------------------------------------------------------------ kmemleak
+
+KMEMLEAK=/sys/kernel/debug/kmemleak
+
+# The debug kernel profile has kmemleak; the base one does not.
+kmemleak_available() {
+	[ -w "$KMEMLEAK" ]
+}
+
+# Forget what was unreferenced before now (boot, earlier suites).
+kmemleak_reset() {
+	echo scan >"$KMEMLEAK" && echo clear >"$KMEMLEAK"
+}
+
+# Prints the objects kmemleak finds unreferenced now and fails if none.
+# kmemleak reports an object only once it is 5 s old, and an object a
+# stale stack or register still points to only on a later scan: wait,
+# then scan twice.
+kmemleak_check() {
+	local r
+	sleep 6
+	echo scan >"$KMEMLEAK"
+	echo scan >"$KMEMLEAK"
+	r=$(cat "$KMEMLEAK")
+	[ -n "$r" ] || return 1
+	head -n 60 <<<"$r"
 }
 
 # ------------------------------------------------------------- devices
@@ -275,8 +322,11 @@ at_exit() {
 
 # Removes what the suite left behind: LVM volumes, dm devices, loops.  Each
 # step is bounded: a mirror holding I/O for a dead leg can block removal.
+DMMR_CLEANED=0
 dmmr_cleanup() {
 	local vg d c
+	[ "$DMMR_CLEANED" = 0 ] || return 0
+	DMMR_CLEANED=1
 	for c in "${DMMR_AT_EXIT[@]}"; do
 		eval "$c" || true
 	done
@@ -320,3 +370,6 @@ die() {
 }
 
 KMSG_SUITE_MARK=$(kmsg_mark start)
+if kmemleak_available; then
+	kmemleak_reset
+fi
