@@ -5,10 +5,13 @@
 #
 #   make demo       build what is missing, boot the VM, show a mirror working
 #   make test       host tests + every guest suite (what CI runs)
-#   make module     the module (dm_mirror_rs.ko) against the cached test kernel
+#   make module     the module (build/$(PROFILE)/dm_mirror_rs.ko) against the
+#                   cached test kernel of PROFILE (base; debug: the debug kernel)
 #   make setup      toolchain, kernel source and test kernel only
 #   make check      rustfmt --check, clippy (host) and CLIPPY=1 (kernel)
-#   make fuzz       the parsers' fuzz targets, short run (FUZZ_SECONDS=...)
+#   make fuzz       the parsers' fuzz targets, short run (10 s each)
+#   make fuzz-long  the same for 10 million inputs each
+#   make test-debug every guest suite on the debug kernel (KASAN, lockdep, ...)
 #   make clean
 
 SHELL := /bin/bash
@@ -18,12 +21,13 @@ export DMMR_PROFILE := $(PROFILE)
 
 # Only resolved for targets that need the kernel (it may trigger a build).
 KDIR = $(shell bash $(TOP)/scripts/setup --profile $(PROFILE) kernel --print-kdir | tail -n1)
-# The base profile builds in the tree; other profiles into build/<profile>/.
-MODDIR = $(if $(filter base,$(PROFILE)),$(TOP),$(TOP)/build/$(PROFILE))
+# Each kernel profile builds into its own build/<profile>/ (Kbuild's MO=),
+# so that switching profiles rebuilds nothing and the tree stays clean.
+MODDIR = $(TOP)/build/$(PROFILE)
 KMAKE = source $(TOP)/scripts/env.sh && mkdir -p $(MODDIR) && \
-	make -C "$$kdir" M=$(TOP) $(if $(filter base,$(PROFILE)),,MO=$(MODDIR)) "$${DMMR_KMAKE_ARGS[@]}"
+	make -C "$$kdir" M=$(TOP) MO=$(MODDIR) "$${DMMR_KMAKE_ARGS[@]}"
 
-.PHONY: all setup module demo test check fmt clippy fuzz bench clean rust-analyzer
+.PHONY: all setup module demo test test-debug check fmt clippy fuzz fuzz-long bench clean rust-analyzer
 
 all: module
 
@@ -39,6 +43,9 @@ demo: module
 test:
 	bash tests/run
 
+test-debug:
+	bash tests/run --guest-only --profile debug
+
 check: setup
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
@@ -52,6 +59,9 @@ fmt:
 fuzz:
 	bash scripts/fuzz
 
+fuzz-long:
+	bash scripts/fuzz --long
+
 bench: module
 	bash bench/run
 
@@ -59,7 +69,4 @@ rust-analyzer: setup
 	@kdir=$(KDIR); $(KMAKE) rust-analyzer
 
 clean:
-	@kdir=$$(ls -d $${DMMR_CACHE:-$$HOME/.cache/dm-mirror-rs}/kernel-* 2>/dev/null | head -n1); \
-		if [ -n "$$kdir" ]; then $(KMAKE) clean; fi
-	rm -f src/dm/bindings_generated.rs
-	cargo clean
+	rm -rf build

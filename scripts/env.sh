@@ -25,13 +25,8 @@ kernel_dir() {
 	echo "$DMMR_CACHE/kernel-$DMMR_KSERIES-$profile-$h"
 }
 
-# Where `make module PROFILE=<profile>` puts dm_mirror_rs.ko: the base
-# profile builds in the tree, every other profile into build/<profile>/
-# (Kbuild's MO=), so the two never overwrite each other.
+# Where `make module PROFILE=<profile>` puts dm_mirror_rs.ko: one output
+# directory per profile (Kbuild's MO=), so they never overwrite each other.
 module_dir() {
-	if [ "${1:-base}" = base ]; then
-		echo "$DMMR_TOP"
-	else
-		echo "$DMMR_TOP/build/$1"
-	fi
+	echo "$DMMR_TOP/build/${1:-base}"
 }
