@@ -237,7 +237,7 @@ random_rounds() {
 	local i ok=0 failed=0
 	fault_attr $fs 100 -1
 	echo 331 >$fs/interval
-	for ((i = 0; i < 40; i++)); do
+	for ((i = 0; i < 20; i++)); do
 		if dm create fs --table "$TABLE" 2>/dev/null; then
 			ok=$((ok + 1))
 			use_and_remove "round $i" || { fault_attr $fs 0 -1; return 1; }
@@ -255,7 +255,7 @@ mark=$(kmsg_mark failslab)
 KTAP_VERBOSE=1 ktap_check "fail-nth: each constructor stage fails cleanly and says why" nth_rounds
 ktap_check_kmsg "failed constructors said why (device-mapper: ... error)" "$mark" \
 	'device-mapper: (mirror|table)'
-ktap_check "40 create/use/remove rounds with every 331st of the module's allocations failing" random_rounds
+ktap_check "20 create/use/remove rounds with every 331st of the module's allocations failing" random_rounds
 
 resync_fresh() {
 	dm create fs --table "$TABLE" && wait_for 180 mirror_in_sync fs
