@@ -46,7 +46,7 @@ if [ "$phase" = 1 ]; then
 	ktap_check "acknowledged writes to the first $ACK_MB MiB (and a raw copy)" ack
 	# Writes in flight at the crash, on the upper 12 MiB only.
 	fio --name=crash --filename=/dev/mapper/cm --direct=1 --ioengine=libaio --iodepth=16 \
-		--rw=randwrite --bs=4k --offset=16m --size=12m --time_based --runtime=60 \
+		--rw=randwrite --bs=4k --offset=16m --size=12m --time_based --runtime=900 \
 		>/dev/null 2>&1 &
 	fiopid=$!
 	# Crash only once writes are really flowing (fio may take a while to

@@ -230,13 +230,13 @@ nth_rounds() {
 	[ "$(tr ';' '\n' <<<"$stages" | wc -l)" -ge 6 ] || { echo "fewer stages than expected"; return 1; }
 }
 
-# Then every 331st filtered allocation fails (a create over the disk log
-# makes about 300), during create, I/O (whose allocations come from
+# Then every 1499th filtered allocation fails (a create over the disk log
+# makes about 800, so about half the creates fail), during create, I/O (whose allocations come from
 # mempools with reserves), messages, suspend/resume.
 random_rounds() {
 	local i ok=0 failed=0
 	fault_attr $fs 100 -1
-	echo 331 >$fs/interval
+	echo 1499 >$fs/interval
 	for ((i = 0; i < 20; i++)); do
 		if dm create fs --table "$TABLE" 2>/dev/null; then
 			ok=$((ok + 1))
@@ -255,7 +255,7 @@ mark=$(kmsg_mark failslab)
 KTAP_VERBOSE=1 ktap_check "fail-nth: each constructor stage fails cleanly and says why" nth_rounds
 ktap_check_kmsg "failed constructors said why (device-mapper: ... error)" "$mark" \
 	'device-mapper: (mirror|table)'
-ktap_check "20 create/use/remove rounds with every 331st of the module's allocations failing" random_rounds
+ktap_check "20 create/use/remove rounds with every 1499th of the module's allocations failing" random_rounds
 
 resync_fresh() {
 	dm create fs --table "$TABLE" && wait_for 180 mirror_in_sync fs
