@@ -4,11 +4,11 @@
 # dm-raid1 parity: the Rust target and the C dm-mirror of the same kernel,
 # loaded one after the other in one boot, must print byte-identical tables
 # and status lines for the same mappings (core and disk logs, sync and
-# nosync, 2/3/4 legs, features, after resync, after a leg failure); and the
-# Rust target must handle failures like dm-raid1: read errors fail over
-# without the reader noticing, write errors degrade the mirror and raise an
-# event, writes are held under handle_errors until a noflush suspend hands
-# them back, EIO only when no leg is left.
+# nosync, 2/3/4 legs, features, before and after resync, after a leg
+# failure); and the Rust target must handle failures like dm-raid1: read
+# errors fail over without the reader noticing, write errors degrade the
+# mirror and raise an event, writes are held under handle_errors until a
+# noflush suspend hands them back, EIO only when no leg is left.
 #
 # Runs in the guest: scripts/vm-run tests/guest/parity.sh
 # dmmr-needs: module
@@ -38,11 +38,17 @@ M=()
 for d in "${L[@]}"; do M+=("$(dev_majmin "$d")"); done
 LOG=$(dev_majmin "$LOGDEV")
 
-# snapshot <table>: create, wait for resync, print table and status, remove.
+# snapshot <table>: load, print the status before resync (the inactive
+# table: constructed, never resumed, so no recovery has started and the
+# result is deterministic), resume, wait for resync, print table and
+# status, remove.
 snapshot() {
 	local t=$1
 	dd if=/dev/zero of="$LOGDEV" bs=1M count=1 status=none
-	dm create par --table "0 $SECTORS mirror $t" || { echo "create failed"; return; }
+	dm create par --notable && dm load par --table "0 $SECTORS mirror $t" ||
+		{ echo "load failed"; dm remove par; return; }
+	echo "before resync: $(dmsetup status --inactive par)"
+	dm resume par || { echo "resume failed"; dm remove par; return; }
 	wait_for 60 mirror_in_sync par || echo "not in sync after 60 s"
 	echo "table: $(dm table par)"
 	echo "status: $(dm status par)"
@@ -68,9 +74,9 @@ use_impl rust || die "cannot load dm_mirror_rs"
 for t in "${TABLES[@]}"; do
 	r=$(snapshot "$t")
 	if [ "$r" = "${C_OUT[$t]}" ]; then
-		ktap_pass "same table and status as C: $t"
+		ktap_pass "same table and status as C, before and after resync: $t"
 	else
-		ktap_fail "same table and status as C: $t" "C:    ${C_OUT[$t]//$'\n'/ | }" "Rust: ${r//$'\n'/ | }"
+		ktap_fail "same table and status as C, before and after resync: $t" "C:    ${C_OUT[$t]//$'\n'/ | }" "Rust: ${r//$'\n'/ | }"
 	fi
 done
 
