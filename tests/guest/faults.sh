@@ -231,8 +231,9 @@ nth_rounds() {
 }
 
 # Then every 1499th filtered allocation fails (a create over the disk log
-# makes about 800, so about half the creates fail), during create, I/O (whose allocations come from
-# mempools with reserves), messages, suspend/resume.
+# makes about 800, so about half the creates fail), during create, I/O
+# (whose allocations come from mempools with reserves), messages,
+# suspend/resume.
 random_rounds() {
 	local i ok=0 failed=0
 	fault_attr $fs 100 -1
