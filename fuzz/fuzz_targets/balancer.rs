@@ -27,27 +27,21 @@ fuzz_target!(|data: &[u8]| {
         match op % 4 {
             0 | 1 => {
                 let usable = LegSet::from_bits(u16::from(a) | (u16::from(b & 1) << 8));
-                let in_sync = op & 0x80 == 0;
                 let read = ReadRequest {
                     sector: u64::from(b) * 8,
                     nr_sectors: 8,
-                    region_in_sync: in_sync,
                     now_ns: now,
                 };
-                let default_leg = balancer.default_leg();
                 let effective = usable.intersection(all);
                 match balancer.choose(usable, &read) {
                     Some(leg) => {
                         assert!(effective.contains(leg));
-                        assert!(in_sync || leg == default_leg);
                         if let Some(only) = effective.only_member() {
                             assert_eq!(leg, only);
                         }
                         outstanding.push(leg);
                     }
-                    None => assert!(
-                        effective.is_empty() || (!in_sync && !effective.contains(default_leg))
-                    ),
+                    None => assert!(effective.is_empty()),
                 }
             }
             2 => {
@@ -74,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let state = MirrorState {
                     usable: LegSet::from_bits(u16::from(op) << 1),
-                    in_sync: op & 0x80 == 0,
+                    fresh_everywhere: LegSet::from_bits(u16::from(b) << 1),
                 };
                 let before = balancer;
                 if balancer.apply(&command, &state).is_err() {

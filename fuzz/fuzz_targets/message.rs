@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let state = MirrorState {
         usable: LegSet::from_bits(u16::from(*first) >> 4),
-        in_sync: first & 1 == 0,
+        fresh_everywhere: LegSet::from_bits(u16::from(*first)),
     };
     let before = balancer;
     if balancer.apply(&command, &state).is_err() {
@@ -46,6 +46,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut report = String::new();
     balancer
-        .write_report(&mut report, names, state.usable)
+        .write_report(&mut report, names, state.usable, &[u64::from(*first); 3])
         .unwrap();
 });

@@ -131,10 +131,12 @@
 //!   INFO = `write_info_mirror_part(...)` + `write_core_log_info` (or the C
 //!   log's status); IMA = `write_ima_mirror_part` + log IMA status + `;`.
 
+pub mod freshness;
 pub mod legs;
 pub mod message;
 pub mod number;
 pub mod policy;
+pub mod ratelimit;
 pub mod status;
 pub mod table;
 

@@ -487,7 +487,7 @@ mod tests {
             let mut balancer = Balancer::new(devices.len()).unwrap();
             let state = MirrorState {
                 usable: LegSet::first_n(devices.len()),
-                in_sync: true,
+                fresh_everywhere: LegSet::first_n(devices.len()),
             };
             balancer.apply(&Command::SetPolicy(policy), &state).unwrap();
             // Start at a realistic monotonic clock value.
@@ -577,7 +577,6 @@ mod tests {
             let read = ReadRequest {
                 sector,
                 nr_sectors: 8,
-                region_in_sync: true,
                 now_ns: self.now,
             };
             let usable = LegSet::first_n(self.devices.len());
@@ -900,7 +899,7 @@ mod tests {
         let mut balancer = Balancer::new(2).unwrap();
         let state = MirrorState {
             usable: LegSet::first_n(2),
-            in_sync: true,
+            fresh_everywhere: LegSet::first_n(2),
         };
         balancer
             .apply(&Command::SetPolicy(adaptive()), &state)
@@ -919,7 +918,6 @@ mod tests {
             let read = ReadRequest {
                 sector: i * 4096,
                 nr_sectors: 8,
-                region_in_sync: true,
                 now_ns: now,
             };
             let leg = balancer.choose(LegSet::first_n(2), &read).unwrap();
@@ -951,7 +949,6 @@ mod tests {
             let read = ReadRequest {
                 sector: i * 4096,
                 nr_sectors: 8,
-                region_in_sync: true,
                 now_ns: now,
             };
             let leg = balancer.choose(LegSet::first_n(2), &read).unwrap();

@@ -16,9 +16,6 @@ pub struct ReadRequest {
     pub sector: u64,
     /// Length in sectors.
     pub nr_sectors: u32,
-    /// Whether the dirty log says the read's region is in sync; if not, only
-    /// the default leg has valid data.
-    pub region_in_sync: bool,
     /// Current time in nanoseconds from a monotonic clock
     /// (`ktime_get_ns()`); used for probe timing only.
     pub now_ns: u64,
@@ -29,8 +26,9 @@ pub struct ReadRequest {
 pub struct MirrorState {
     /// Legs without errors.
     pub usable: LegSet,
-    /// Whether every region is in sync (no resynchronisation pending).
-    pub in_sync: bool,
+    /// Legs that hold the latest data of every region (see
+    /// [`crate::freshness::Freshness::fresh_everywhere`]).
+    pub fresh_everywhere: LegSet,
 }
 
 /// Why a [`Balancer`] operation was refused; state is unchanged.
@@ -44,10 +42,9 @@ pub enum BalancerError {
     WeightOutOfRange(u16),
     /// `default` naming a leg that has failed.
     DefaultLegNotUsable(usize),
-    /// `default` while regions are out of sync: the default leg is the
-    /// resynchronisation source and the only leg read from out-of-sync
-    /// regions, so changing it would expose stale data.
-    DefaultLegWhileResyncing,
+    /// `default` naming a leg that misses the latest data of some region:
+    /// the default leg is the resynchronisation source.
+    DefaultLegStale(usize),
 }
 
 impl fmt::Display for BalancerError {
@@ -72,8 +69,9 @@ impl fmt::Display for BalancerError {
                     "io_balance: cannot make failed leg {leg} the default leg"
                 )
             }
-            BalancerError::DefaultLegWhileResyncing => f.write_str(
-                "io_balance: cannot change the default leg while the mirror is not in sync",
+            BalancerError::DefaultLegStale(leg) => write!(
+                f,
+                "io_balance: cannot make leg {leg} the default leg: it does not hold the latest data of every region"
             ),
         }
     }
@@ -84,12 +82,12 @@ impl fmt::Display for BalancerError {
 ///
 /// Guarantees of [`Balancer::choose`]:
 ///
-/// - it never returns a leg outside `usable` (or `>= nr_legs`);
-/// - a read of a region that is not in sync goes to the default leg, or
-///   nowhere (`None`) if the default leg is not usable;
+/// - it never returns a leg outside `usable` (or `>= nr_legs`): the caller
+///   passes the legs that are healthy and hold the latest data of the
+///   read's region, so a read never goes to a stale leg;
 /// - if exactly one leg is usable, that leg is returned, whatever its
 ///   weight;
-/// - `None` only if no leg is usable, or as above.
+/// - `None` only if no leg is usable.
 ///
 /// Every leg returned must be reported back exactly once with
 /// [`Balancer::complete`] (or [`Balancer::cancel`] if the read was never
@@ -213,9 +211,7 @@ impl Balancer {
         let default_leg = self.default_leg();
 
         let mut measurement = false;
-        let leg = if !read.region_in_sync {
-            usable.contains(default_leg).then_some(default_leg)?
-        } else if let Some(only) = usable.only_member() {
+        let leg = if let Some(only) = usable.only_member() {
             only
         } else {
             let context = ReadContext {
@@ -311,8 +307,8 @@ impl Balancer {
                 if !state.usable.contains(leg.index()) {
                     return Err(BalancerError::DefaultLegNotUsable(leg.index()));
                 }
-                if !state.in_sync && index != self.default_leg {
-                    return Err(BalancerError::DefaultLegWhileResyncing);
+                if !state.fresh_everywhere.contains(leg.index()) {
+                    return Err(BalancerError::DefaultLegStale(leg.index()));
                 }
                 self.default_leg = index;
                 self.policy.reset();
@@ -340,19 +336,22 @@ impl Balancer {
     /// ```text
     /// policy adaptive tolerance 25 probe_ms 1000
     /// default 0 253:3
-    /// leg 0 253:3 usable weight 1 reads 1200 sectors 9600 in_flight 1 errors 0 latency_ns 81234 queue_depth 0.75 samples 1199
-    /// leg 1 253:4 failed weight 1 reads 3 sectors 24 in_flight 0 errors 1 latency_ns - queue_depth 0.00 samples 0
+    /// leg 0 253:3 usable weight 1 reads 1200 sectors 9600 in_flight 1 errors 0 latency_ns 81234 queue_depth 0.75 samples 1199 stale 0
+    /// leg 1 253:4 failed weight 1 reads 3 sectors 24 in_flight 0 errors 1 latency_ns - queue_depth 0.00 samples 0 stale 12
     /// ```
     ///
     /// one line each, every line ending in `\n`; `leg_names` are the legs'
     /// device names (a missing name prints as `-`), `usable` the legs
-    /// without errors. Less than 2300 bytes even for [`MAX_LEGS`] legs with
-    /// every counter at its maximum.
+    /// without errors, `stale_regions` per leg the number of regions whose
+    /// latest data it does not hold (missing entries print as 0). Less than
+    /// 2500 bytes even for [`MAX_LEGS`] legs with every counter at its
+    /// maximum.
     pub fn write_report(
         &self,
         out: &mut dyn fmt::Write,
         leg_names: &[&str],
         usable: LegSet,
+        stale_regions: &[u64],
     ) -> fmt::Result {
         let name = |leg: usize| leg_names.get(leg).copied().unwrap_or("-");
         out.write_str("policy ")?;
@@ -390,8 +389,9 @@ impl Balancer {
             let hundredths = fraction.saturating_mul(100) >> QUEUE_DEPTH_SHIFT;
             writeln!(
                 out,
-                " queue_depth {whole}.{hundredths:02} samples {}",
-                stats.samples
+                " queue_depth {whole}.{hundredths:02} samples {} stale {}",
+                stats.samples,
+                stale_regions.get(leg).copied().unwrap_or(0)
             )?;
         }
         Ok(())
@@ -423,7 +423,6 @@ mod tests {
         ReadRequest {
             sector,
             nr_sectors: 8,
-            region_in_sync: true,
             now_ns: 0,
         }
     }
@@ -431,7 +430,7 @@ mod tests {
     fn all_in_sync(nr_legs: usize) -> MirrorState {
         MirrorState {
             usable: LegSet::first_n(nr_legs),
-            in_sync: true,
+            fresh_everywhere: LegSet::first_n(nr_legs),
         }
     }
 
@@ -469,19 +468,16 @@ mod tests {
     }
 
     #[test]
-    fn out_of_sync_reads_go_to_the_default_leg_or_nowhere() {
+    fn reads_go_only_where_the_caller_allows() {
         let mut balancer = Balancer::new(2).unwrap();
         message(&mut balancer, "io_balance round_robin ios 1").unwrap();
-        let unsynced = ReadRequest {
-            region_in_sync: false,
-            ..read(0)
-        };
+        // Only leg 1 holds the region's data: even the default leg is not read.
         for _ in 0..4 {
-            assert_eq!(balancer.choose(LegSet::first_n(2), &unsynced), Some(0));
+            assert_eq!(balancer.choose(LegSet::single(1), &read(0)), Some(1));
         }
-        assert_eq!(balancer.choose(LegSet::from_bits(0b10), &unsynced), None);
         assert_eq!(balancer.choose(LegSet::EMPTY, &read(0)), None);
-        assert_eq!(balancer.stats(0).unwrap().in_flight, 4);
+        assert_eq!(balancer.stats(1).unwrap().in_flight, 4);
+        assert_eq!(balancer.stats(0).unwrap().in_flight, 0);
     }
 
     #[test]
@@ -510,7 +506,7 @@ mod tests {
         let default_to = |leg| Command::SetDefaultLeg(LegRef::by_index(leg).unwrap());
         let degraded = MirrorState {
             usable: LegSet::from_bits(0b011),
-            in_sync: true,
+            fresh_everywhere: LegSet::first_n(3),
         };
         assert_eq!(
             balancer.apply(&default_to(2), &degraded),
@@ -518,12 +514,23 @@ mod tests {
         );
         let resyncing = MirrorState {
             usable: LegSet::first_n(3),
-            in_sync: false,
+            fresh_everywhere: LegSet::single(0),
         };
         assert_eq!(
             balancer.apply(&default_to(1), &resyncing),
-            Err(BalancerError::DefaultLegWhileResyncing)
+            Err(BalancerError::DefaultLegStale(1))
         );
+        assert_eq!(balancer.apply(&default_to(0), &resyncing), Ok(()));
+        // A stale default leg can be left for a fresh one.
+        let default_stale = MirrorState {
+            usable: LegSet::first_n(3),
+            fresh_everywhere: LegSet::single(2),
+        };
+        assert_eq!(
+            balancer.apply(&default_to(0), &default_stale),
+            Err(BalancerError::DefaultLegStale(0))
+        );
+        assert_eq!(balancer.apply(&default_to(2), &default_stale), Ok(()));
         assert_eq!(balancer.apply(&default_to(0), &resyncing), Ok(()));
         assert_eq!(balancer.default_leg(), 0);
         assert_eq!(balancer.apply(&default_to(1), &degraded), Ok(()));
@@ -601,14 +608,14 @@ mod tests {
         let mut out = String::new();
         // Adaptive with no samples rotates starting after leg 0: leg 1, 0, 1.
         balancer
-            .write_report(&mut out, &NAMES[..2], LegSet::single(1))
+            .write_report(&mut out, &NAMES[..2], LegSet::single(1), &[0, 3])
             .unwrap();
         assert_eq!(
             out,
             "policy adaptive tolerance 25 probe_ms 1000\n\
              default 0 7:0\n\
-             leg 0 7:0 failed weight 1 reads 1 sectors 8 in_flight 0 errors 1 latency_ns - queue_depth 0.00 samples 0\n\
-             leg 1 7:1 usable weight 1 reads 2 sectors 16 in_flight 1 errors 0 latency_ns 81234 queue_depth 0.00 samples 1\n"
+             leg 0 7:0 failed weight 1 reads 1 sectors 8 in_flight 0 errors 1 latency_ns - queue_depth 0.00 samples 0 stale 0\n\
+             leg 1 7:1 usable weight 1 reads 2 sectors 16 in_flight 1 errors 0 latency_ns 81234 queue_depth 0.00 samples 1 stale 3\n"
         );
         message(&mut balancer, "io_balance reset_stats").unwrap();
         let stats = balancer.stats(1).unwrap();
@@ -618,7 +625,9 @@ mod tests {
         );
         let mut out = String::new();
         message(&mut balancer, "io_balance round_robin ios 3").unwrap();
-        balancer.write_report(&mut out, &[], LegSet::EMPTY).unwrap();
+        balancer
+            .write_report(&mut out, &[], LegSet::EMPTY, &[])
+            .unwrap();
         assert!(
             out.starts_with("policy round_robin ios 3\ndefault 0 -\nleg 0 - failed"),
             "{out}"
@@ -626,7 +635,7 @@ mod tests {
     }
 
     #[test]
-    fn report_fits_in_2300_bytes() {
+    fn report_fits_in_2500_bytes() {
         let mut balancer = Balancer::new(MAX_LEGS).unwrap();
         for leg in 0..MAX_LEGS {
             let stats = balancer.stats.get_mut(leg).unwrap();
@@ -654,9 +663,14 @@ mod tests {
         let long_names = ["253:1048575"; MAX_LEGS];
         let mut out = String::new();
         balancer
-            .write_report(&mut out, &long_names, LegSet::first_n(MAX_LEGS))
+            .write_report(
+                &mut out,
+                &long_names,
+                LegSet::first_n(MAX_LEGS),
+                &[u64::MAX; MAX_LEGS],
+            )
             .unwrap();
-        assert!(out.len() < 2300, "{}", out.len());
+        assert!(out.len() < 2500, "{}", out.len());
     }
 
     #[test]
@@ -762,7 +776,6 @@ mod tests {
     enum Op {
         Choose {
             usable: u16,
-            in_sync: bool,
             sector: u64,
             now_ns: u64,
         },
@@ -774,7 +787,7 @@ mod tests {
         Apply {
             command: Command,
             usable: u16,
-            in_sync: bool,
+            fresh_everywhere: u16,
         },
         SetDefault(usize),
     }
@@ -818,14 +831,14 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            6 => (any::<u16>(), any::<bool>(), 0u64..64, 0u64..1_000_000_000).prop_map(
-                |(usable, in_sync, sector, now_ns)| Op::Choose { usable, in_sync, sector: sector * 8, now_ns }
+            6 => (any::<u16>(), 0u64..64, 0u64..1_000_000_000).prop_map(
+                |(usable, sector, now_ns)| Op::Choose { usable, sector: sector * 8, now_ns }
             ),
             4 => (any::<usize>(), 0u64..10_000_000, any::<bool>()).prop_map(
                 |(pick, latency_ns, ok)| Op::Complete { pick, latency_ns, ok }
             ),
-            1 => (command(), any::<u16>(), any::<bool>()).prop_map(
-                |(command, usable, in_sync)| Op::Apply { command, usable, in_sync }
+            1 => (command(), any::<u16>(), any::<u16>()).prop_map(
+                |(command, usable, fresh_everywhere)| Op::Apply { command, usable, fresh_everywhere }
             ),
             1 => (0..MAX_LEGS + 1).prop_map(Op::SetDefault),
         ]
@@ -843,26 +856,20 @@ mod tests {
             let all = LegSet::first_n(nr_legs);
             for op in ops {
                 match op {
-                    Op::Choose { usable, in_sync, sector, now_ns } => {
+                    Op::Choose { usable, sector, now_ns } => {
                         let usable = LegSet::from_bits(usable);
-                        let request = ReadRequest { sector, nr_sectors: 8, region_in_sync: in_sync, now_ns };
-                        let default_leg = balancer.default_leg();
+                        let request = ReadRequest { sector, nr_sectors: 8, now_ns };
                         let effective = usable.intersection(all);
                         let chosen = balancer.choose(usable, &request);
                         match chosen {
                             Some(leg) => {
                                 prop_assert!(effective.contains(leg));
-                                if !in_sync {
-                                    prop_assert_eq!(leg, default_leg);
-                                }
                                 if let Some(only) = effective.only_member() {
                                     prop_assert_eq!(leg, only);
                                 }
                                 outstanding.push(leg);
                             }
-                            None => prop_assert!(
-                                effective.is_empty() || (!in_sync && !effective.contains(default_leg))
-                            ),
+                            None => prop_assert!(effective.is_empty()),
                         }
                     }
                     Op::Complete { pick, latency_ns, ok } => {
@@ -871,11 +878,19 @@ mod tests {
                             balancer.complete(leg, latency_ns, ok);
                         }
                     }
-                    Op::Apply { command, usable, in_sync } => {
+                    Op::Apply { command, usable, fresh_everywhere } => {
                         let before = balancer;
-                        let state = MirrorState { usable: LegSet::from_bits(usable), in_sync };
-                        if balancer.apply(&command, &state).is_err() {
-                            prop_assert_eq!(balancer, before);
+                        let state = MirrorState {
+                            usable: LegSet::from_bits(usable),
+                            fresh_everywhere: LegSet::from_bits(fresh_everywhere),
+                        };
+                        match balancer.apply(&command, &state) {
+                            Err(_) => prop_assert_eq!(balancer, before),
+                            Ok(()) => if let Command::SetDefaultLeg(leg) = command {
+                                // The default leg is never a stale one.
+                                prop_assert!(state.fresh_everywhere.contains(leg.index()));
+                                prop_assert!(state.usable.contains(leg.index()));
+                            },
                         }
                     }
                     Op::SetDefault(leg) => {
