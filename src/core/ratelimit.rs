@@ -46,15 +46,16 @@ impl RateLimit {
     pub fn check(&self, now_ns: u64) -> Option<u32> {
         let stamp = now_ns.saturating_add(1);
         let start = self.window_start.load(Ordering::Relaxed);
-        if start == 0 || stamp.saturating_sub(start) >= INTERVAL_NS {
-            if self
+        let window_over = start == 0 || stamp.saturating_sub(start) >= INTERVAL_NS;
+        // Whoever moves the window on prints and reports what was left out.
+        if window_over
+            && self
                 .window_start
                 .compare_exchange(start, stamp, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
-            {
-                self.printed.store(1, Ordering::Relaxed);
-                return Some(self.suppressed.swap(0, Ordering::Relaxed));
-            }
+        {
+            self.printed.store(1, Ordering::Relaxed);
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
         }
         if self.printed.fetch_add(1, Ordering::Relaxed) < BURST {
             Some(0)
