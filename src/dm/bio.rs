@@ -385,10 +385,6 @@ impl<T: TargetOperations> BioList<T> {
         l
     }
 
-    pub(super) fn as_raw(&mut self) -> *mut bindings::bio_list {
-        &mut self.list
-    }
-
     /// Whether the list is empty.
     pub(crate) fn is_empty(&self) -> bool {
         self.list.head.is_null()

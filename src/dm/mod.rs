@@ -129,8 +129,12 @@ pub(crate) trait TargetOperations: Sized + Send + Sync {
     /// stopping at the first non-zero result, which it returns.
     fn iterate_devices(&self, f: &mut dyn FnMut(&Device, u64) -> i32) -> i32;
 
-    /// Before suspend.
+    /// Before suspend. Process context.
     fn presuspend(&self) {}
+    /// The suspend that called `presuspend` failed or was interrupted (a
+    /// signal while dm core waited for I/O): the target goes on running as
+    /// if it had not been asked to suspend. Process context.
+    fn presuspend_undo(&self) {}
     /// After suspend: no I/O is in flight.
     fn postsuspend(&self) {}
     /// On resume.
@@ -223,6 +227,7 @@ impl<T: TargetOperations> Registration<T> {
             map: Some(map::<T>),
             end_io: Some(end_io::<T>),
             presuspend: Some(presuspend::<T>),
+            presuspend_undo: Some(presuspend_undo::<T>),
             postsuspend: Some(postsuspend::<T>),
             resume: Some(resume::<T>),
             status: Some(status::<T>),
@@ -390,6 +395,16 @@ unsafe extern "C" fn end_io<T: TargetOperations>(
 unsafe extern "C" fn presuspend<T: TargetOperations>(ti: *mut bindings::dm_target) {
     // SAFETY: a constructed target.
     unsafe { private::<T>(ti) }.presuspend();
+}
+
+/// `presuspend_undo` of the target type.
+///
+/// # Safety
+///
+/// Called by dm core only, for a constructed target.
+unsafe extern "C" fn presuspend_undo<T: TargetOperations>(ti: *mut bindings::dm_target) {
+    // SAFETY: a constructed target.
+    unsafe { private::<T>(ti) }.presuspend_undo();
 }
 
 /// `postsuspend` of the target type.

@@ -44,3 +44,33 @@ pub(crate) fn emit(
     // is NUL-terminated, which is all `call_printk` requires.
     unsafe { kernel::print::call_printk(format, PREFIX, args) };
 }
+
+/// Prints an error line like [`dm_err!`], rate limited per call site like
+/// dm's `DMERR_LIMIT` (for I/O and resync paths); a line left out is
+/// counted and the count printed before the next one that is not.
+macro_rules! dm_err_limit {
+    ($($arg:tt)*) => {{
+        static LIMIT: $crate::mcore::ratelimit::RateLimit =
+            $crate::mcore::ratelimit::RateLimit::new();
+        if let Some(missed) = LIMIT.check($crate::dm::now_ns()) {
+            if missed > 0 {
+                dm_warn!("{} callbacks suppressed", missed);
+            }
+            dm_err!($($arg)*);
+        }
+    }};
+}
+
+/// [`dm_warn!`], rate limited like [`dm_err_limit!`] (`DMWARN_LIMIT`).
+macro_rules! dm_warn_limit {
+    ($($arg:tt)*) => {{
+        static LIMIT: $crate::mcore::ratelimit::RateLimit =
+            $crate::mcore::ratelimit::RateLimit::new();
+        if let Some(missed) = LIMIT.check($crate::dm::now_ns()) {
+            if missed > 0 {
+                dm_warn!("{} callbacks suppressed", missed);
+            }
+            dm_warn!($($arg)*);
+        }
+    }};
+}

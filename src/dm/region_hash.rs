@@ -5,19 +5,27 @@
 
 use super::{
     bindings,
-    bio::{BioList, OwnedBio},
+    bio::{BioKind, BioList, OwnedBio},
     dirty_log::DirtyLog,
     target::Target,
     TargetOperations,
 };
-use core::{marker::PhantomData, mem::ManuallyDrop, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    mem::ManuallyDrop,
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+};
 use kernel::{
-    error::{code::ENOMEM, Error, Result},
+    error::{
+        code::{EINVAL, ENOMEM},
+        Error, Result,
+    },
     ffi::c_void,
 };
 
 /// Most regions recovered at once (dm-raid1's `MAX_RECOVERY`).
-const MAX_RECOVERY: u32 = 1;
+pub(crate) const MAX_RECOVERY: u32 = 1;
 
 /// What the region hash knows about a region.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -66,14 +74,33 @@ unsafe impl Send for Region {}
 
 /// A region hash over the target's dirty log (which it owns).
 ///
+/// Every region index this type hands to C is checked against the region
+/// count first: C indexes its bitmaps with it unchecked, so a bad index (a
+/// bug in the caller) is refused with `EINVAL` and one warning, never passed
+/// on.
+///
 /// # Invariants
 ///
 /// `rh` is live until `drop`, its context is the target `ti` of type `T`, and
-/// `log` is the log it owns (not destroyed separately).
+/// `log` is the log it owns (not destroyed separately); both cover regions
+/// `0..nr_regions` of `region_size` sectors (a power of two) from `begin`.
 pub(crate) struct RegionHash<T: TargetOperations> {
     rh: NonNull<bindings::dm_region_hash>,
     log: ManuallyDrop<DirtyLog>,
+    nr_regions: u64,
+    region_shift: u32,
+    begin: u64,
     _t: PhantomData<T>,
+}
+
+/// Warns (with a stack trace) the first time a caller passes a bad region.
+fn bad_region(region: u64, nr_regions: u64) -> Error {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        dm_err!("region {} out of range (0..{}): refused", region, nr_regions);
+        kernel::warn_on!(true);
+    }
+    EINVAL
 }
 
 impl<T: TargetOperations> RegionHash<T> {
@@ -112,12 +139,30 @@ impl<T: TargetOperations> RegionHash<T> {
                 Error::from_errno(addr as isize as i32)
             });
         }
-        // INVARIANT: a fresh region hash owning `log`, context `ti`.
+        // INVARIANT: a fresh region hash owning `log`, context `ti`, over
+        // `nr_regions` regions of `region_size` sectors from `begin`.
         Ok(Self {
             rh: NonNull::new(rh).ok_or(ENOMEM)?,
             log,
+            nr_regions,
+            region_shift: region_size.trailing_zeros(),
+            begin: target.begin(),
             _t: PhantomData,
         })
+    }
+
+    /// `region`, if it is one of this hash's.
+    fn checked(&self, region: u64) -> Result<u64> {
+        if region < self.nr_regions {
+            Ok(region)
+        } else {
+            Err(bad_region(region, self.nr_regions))
+        }
+    }
+
+    /// The region of target-relative `sector`, checked.
+    pub(crate) fn region_of(&self, sector: u64) -> Result<u64> {
+        self.checked(sector >> self.region_shift)
     }
 
     fn raw(&self) -> *mut bindings::dm_region_hash {
@@ -129,55 +174,99 @@ impl<T: TargetOperations> RegionHash<T> {
         &self.log
     }
 
-    /// The region of a bio.
-    pub(crate) fn bio_region(&self, bio: &OwnedBio<T>) -> u64 {
-        // SAFETY: live region hash and bio.
-        unsafe { bindings::dm_rh_bio_to_region(self.raw(), bio.raw()) }
-    }
-
     /// First sector (target-relative) of `region`.
     pub(crate) fn region_to_sector(&self, region: u64) -> u64 {
-        // SAFETY: live region hash.
-        unsafe { bindings::dm_rh_region_to_sector(self.raw(), region) }
+        region << self.region_shift
+    }
+
+    /// Whether the dirty log has `region` in sync. Without `can_block`, a
+    /// log that would have to sleep answers `Err(EWOULDBLOCK)`.
+    pub(crate) fn in_sync(&self, region: u64, can_block: bool) -> Result<bool> {
+        self.log.in_sync(self.checked(region)?, can_block)
     }
 
     /// The region's state; `may_block`: the log may sleep to answer.
-    pub(crate) fn state(&self, region: u64, may_block: bool) -> RegionState {
-        // SAFETY: live region hash.
+    pub(crate) fn state(&self, region: u64, may_block: bool) -> Result<RegionState> {
+        let region = self.checked(region)?;
+        // SAFETY: live region hash, region in range.
         let s = unsafe { bindings::dm_rh_get_state(self.raw(), region, i32::from(may_block)) };
-        match s as u32 {
+        Ok(match s as u32 {
             bindings::dm_rh_region_states_DM_RH_CLEAN => RegionState::Clean,
             bindings::dm_rh_region_states_DM_RH_DIRTY => RegionState::Dirty,
             bindings::dm_rh_region_states_DM_RH_RECOVERING => RegionState::Recovering,
             _ => RegionState::NoSync,
+        })
+    }
+
+    /// Whether C computes `region` for `bio` (as dm core gave it, not
+    /// remapped to a leg), so that a C function taking the bio acts on it.
+    fn bio_is_in(&self, bio: &OwnedBio<T>, region: u64) -> Result<()> {
+        let region = self.checked(region)?;
+        // SAFETY: live bio (type invariant of `OwnedBio`).
+        let sector = unsafe { (*bio.raw()).bi_iter.bi_sector };
+        match sector.checked_sub(self.begin).map(|s| s >> self.region_shift) {
+            Some(r) if r == region => Ok(()),
+            _ => Err(bad_region(
+                sector.saturating_sub(self.begin) >> self.region_shift,
+                self.nr_regions,
+            )),
         }
     }
 
-    /// Counts the writes in `bios` as pending on their regions (marking them
-    /// dirty in the log); each must later be matched by [`RegionHash::dec`].
-    pub(crate) fn inc_pending(&self, bios: &mut BioList<T>) {
-        // SAFETY: live region hash; the list is well formed (type invariant).
-        unsafe { bindings::dm_rh_inc_pending(self.raw(), bios.as_raw()) };
+    /// Counts the write `bio` to `region` as pending (marking the region
+    /// dirty in the log at the next [`RegionHash::flush`]); it must later be
+    /// matched by [`RegionHash::dec`].
+    pub(crate) fn inc_pending(&self, bio: &mut OwnedBio<T>, region: u64) -> Result {
+        self.bio_is_in(bio, region)?;
+        let raw = bio.raw();
+        // SAFETY: we own the live bio (`&mut OwnedBio`), so it is on no list
+        // and nobody else links it: a one-bio list is `bi_next == NULL` with
+        // head and tail on it. `dm_rh_inc_pending` only walks the list, and
+        // the bio's region is in range (checked above).
+        unsafe {
+            (*raw).bi_next = core::ptr::null_mut();
+            let mut one = bindings::bio_list {
+                head: raw,
+                tail: raw,
+            };
+            bindings::dm_rh_inc_pending(self.raw(), &mut one);
+        }
+        Ok(())
     }
 
     /// One pending write of `region` is done. Callable from I/O completion.
-    pub(crate) fn dec(&self, region: u64) {
-        // SAFETY: live region hash.
+    pub(crate) fn dec(&self, region: u64) -> Result {
+        let region = self.checked(region)?;
+        // SAFETY: live region hash; `region` is in range and had a pending
+        // write counted by `inc_pending`.
         unsafe { bindings::dm_rh_dec(self.raw(), region) };
+        Ok(())
     }
 
-    /// Holds a write to a recovering region until its recovery ends
-    /// (the region hash hands it back through `dispatch_delayed`).
-    pub(crate) fn delay(&self, bio: OwnedBio<T>) {
+    /// Holds a write to recovering `region` until its recovery ends (the
+    /// region hash hands it back through `dispatch_delayed`).
+    pub(crate) fn delay(&self, bio: OwnedBio<T>, region: u64) -> Result<(), OwnedBio<T>> {
+        if self.bio_is_in(&bio, region).is_err() {
+            return Err(bio);
+        }
         let raw = bio.into_raw();
-        // SAFETY: the region hash takes the bio and gives it back later.
+        // SAFETY: the region hash takes the bio, whose region is in range,
+        // and gives it back later.
         unsafe { bindings::dm_rh_delay(self.raw(), raw) };
+        Ok(())
     }
 
-    /// Marks the bio's region out of sync (a leg missed the write).
-    pub(crate) fn mark_nosync(&self, bio: &OwnedBio<T>) {
-        // SAFETY: live region hash and bio.
+    /// Marks `region`, the region of write `bio`, out of sync (a leg missed
+    /// the write). For an empty flush it records a flush failure instead,
+    /// and a discard it ignores (as C does: neither has a region).
+    pub(crate) fn mark_nosync(&self, bio: &OwnedBio<T>, region: u64) -> Result {
+        if !matches!(bio.kind(), BioKind::Flush | BioKind::Discard) {
+            self.bio_is_in(bio, region)?;
+        }
+        // SAFETY: live region hash and bio; C computes a region only for a
+        // write of data, whose region is in range (checked above).
         unsafe { bindings::dm_rh_mark_nosync(self.raw(), bio.raw()) };
+        Ok(())
     }
 
     /// Moves regions between states after writes and recoveries ended.
