@@ -76,10 +76,10 @@
 //! .cancel(&mut self, leg: usize)
 //! .apply(&mut self, &Command, &MirrorState) -> Result<(), BalancerError>
 //! .set_default_leg(&mut self, leg) -> Result<(), BalancerError>
-//! .write_report(&self, out: &mut dyn fmt::Write, leg_names: &[&str], usable: LegSet) -> fmt::Result
+//! .write_report(&self, out: &mut dyn fmt::Write, leg_names: &[&str], usable: LegSet, stale_regions: &[u64]) -> fmt::Result
 //! .default_leg() .nr_legs() .weight(leg) .policy() -> PolicySpec .stats(leg) -> Option<&LegStats>
-//! struct ReadRequest { sector: u64, nr_sectors: u32, region_in_sync: bool, now_ns: u64 }
-//! struct MirrorState { usable: LegSet, in_sync: bool }
+//! struct ReadRequest { sector: u64, nr_sectors: u32, now_ns: u64 }
+//! struct MirrorState { usable: LegSet, fresh_everywhere: LegSet }
 //! trait ReadPolicy; enum Policy { RoundRobin, Weighted, Adaptive }
 //! ```
 //!
@@ -109,9 +109,10 @@
 //!   `Balancer::from_config(nr_legs, &features.io_balance)` and put it under
 //!   the mirror set's spinlock. The default leg from the table is also the
 //!   resync source (dm-raid1's default mirror).
-//! - **map** (read, region in sync) and **do_reads** (kmirrord): `usable` =
-//!   legs with `error_count == 0`; `choose(usable, &ReadRequest { sector,
-//!   nr_sectors, region_in_sync, now_ns: ktime_get_ns() })`; `None` means
+//! - **map** (read, region in sync) and **do_reads** (kmirrord):
+//!   `freshness::Freshness::route_read(balancer, region, healthy, &read)`:
+//!   `healthy` = legs with `error_count == 0`, and only those that hold the
+//!   region's latest data are offered to `choose`; `None` means
 //!   fail the read (`DM_MAPIO_KILL` / `bio_io_error`). Store leg and start
 //!   time in the per-bio data.
 //! - **end_io** (read): `complete(leg, ktime_get_ns() - start, ok)`;
@@ -123,9 +124,12 @@
 //! - **message**: `parse_message(argv, leg_names)`; on error log `Display`
 //!   and return `-EINVAL`. `Command::Show` → `write_report` into `result`
 //!   (e.g. through `BufWriter`) and return 1 (dm then copies the text out).
-//!   Otherwise `apply(&cmd, &MirrorState { usable, in_sync: sync_count ==
-//!   nr_regions })`; on error log `Display`, return `-EINVAL` (nothing
-//!   changed).
+//!   Otherwise `apply(&cmd, &freshness.mirror_state(healthy))`; on error
+//!   log `Display`, return `-EINVAL` (nothing changed).
+//! - **freshness** ([`freshness`]): per leg, the regions whose latest data
+//!   it does not hold; updated by write, copy and resume, consulted by
+//!   reads, resync sources and the default leg. **ratelimit**
+//!   ([`ratelimit`]): the I/O paths' log lines.
 //! - **status**: TABLE = log part (`write_core_log_table`, or the C log's
 //!   status) + `write_table_mirror_part(legs with dm_dev names, &features)`;
 //!   INFO = `write_info_mirror_part(...)` + `write_core_log_info` (or the C

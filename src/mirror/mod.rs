@@ -12,20 +12,22 @@
 mod leg;
 
 use crate::dm::{
-    self, dirty_log::DirtyLog, io::IoClient, kcopyd::Kcopyd, region_hash::RegionHash,
+    self, dirty_log::DirtyLog, io::IoClient, kcopyd::Kcopyd, region_hash, region_hash::RegionHash,
     region_hash::RegionState, worker::Worker, Args, Bio, BioDetails, BioKind, BioList, CtrError,
     EndIo, Mapped, OwnedBio, Region, Status, StatusType, StatusWriter, Target, TargetOperations,
 };
 use crate::mcore::{
+    freshness::Freshness,
     legs::{LegSet, MAX_LEGS},
     message::{parse_message, Command},
-    policy::{Balancer, MirrorState, ReadRequest},
+    policy::{Balancer, ReadRequest},
     status::{self, LegErrors, LegHealth},
     table::{region_count, Features, LegSpec, MirrorTable},
 };
 use core::fmt::Write;
 use kernel::{
-    error::code::{EAGAIN, EINVAL, EIO},
+    alloc::KVVec,
+    error::code::{EAGAIN, EINVAL, EIO, ENOMEM},
     prelude::*,
     sync::{new_spinlock_irq, SpinLockIrq},
 };
@@ -38,12 +40,34 @@ pub(crate) const TARGET_VERSION: [u32; 3] = [1, 15, 0];
 /// As dm-raid1: atomic writes pass through to every leg.
 pub(crate) const TARGET_FEATURES: u64 = dm::TARGET_ATOMIC_WRITES;
 
-/// Leg health, the read policy and the set-wide flags, under one lock.
+/// A region being resynchronised, and the leg it is copied from.
+#[derive(Clone, Copy)]
+struct Recovery {
+    region: u64,
+    source: u8,
+}
+
+/// Slots for the regions the region hash lets us recover at once.
+const RECOVERY_SLOTS: usize = region_hash::MAX_RECOVERY as usize;
+
+/// Leg health, freshness, the read policy and the set-wide flags, under one
+/// lock: the completion paths and the `io_balance` message decide against
+/// the same state.
 struct LegState {
     balancer: Balancer,
     /// Errors recorded per leg; a leg with any is failed and gets no reads.
     errors: [LegErrors; MAX_LEGS],
+    /// Which legs hold each region's latest acknowledged data. Reads,
+    /// resync sources and the default leg follow it, not `in_sync`/`errors`.
+    freshness: Freshness<KVVec<u64>>,
+    /// The first resume has marked what the dirty log says is not in sync
+    /// as fresh on the default leg only.
+    freshness_from_log: bool,
+    /// Copies in flight, with their sources (the default leg may change
+    /// while one runs).
+    recoveries: [Option<Recovery>; RECOVERY_SLOTS],
     /// Every region is in sync (set by recovery, cleared by a failed write).
+    /// dm-raid1's set-wide state, for the status and the events only.
     in_sync: bool,
     /// A leg failed since the last full resync.
     leg_failure: bool,
@@ -64,6 +88,25 @@ impl LegState {
         }
         set
     }
+
+    fn recovery_in_flight(&self) -> bool {
+        self.recoveries.iter().any(Option::is_some)
+    }
+
+    /// A write to `region` reached the legs in `reached`: freshness follows,
+    /// and the default leg moves off a leg that went stale.
+    fn write_completed(&mut self, nr_legs: usize, region: u64, reached: LegSet, covers: bool) {
+        if self
+            .freshness
+            .write_completed(region, reached, covers)
+            .is_err()
+        {
+            dm_err_limit!("write to region {} out of range: freshness not updated", region);
+        }
+        let healthy = self.usable(nr_legs);
+        self.freshness
+            .keep_default_fresh(&mut self.balancer, healthy);
+    }
 }
 
 /// Work for the worker, and the suspend state that decides about held bios.
@@ -72,6 +115,13 @@ struct Queues {
     writes: BioList<MirrorSet>,
     failures: BioList<MirrorSet>,
     holds: BioList<MirrorSet>,
+    /// Discards waiting for the copies in flight to end: a discard and a
+    /// copy of the same blocks must not overlap, or the legs diverge.
+    discards: BioList<MirrorSet>,
+    /// Discards queued for the worker and not yet sent.
+    discards_queued: u32,
+    /// Discards sent to the legs and not completed.
+    discards_in_flight: u32,
     suspended: bool,
 }
 
@@ -95,24 +145,46 @@ pub(crate) struct MirrorSet {
     queues: SpinLockIrq<Queues>,
 }
 
+/// What a bio is to the mirror, set in `map`.
+#[derive(Clone, Copy, Default)]
+enum BioUse {
+    /// Not seen by `map` yet, or nothing to remember (an empty flush).
+    #[default]
+    Other,
+    /// A write of data. `covers`: it writes every sector of its region;
+    /// `one_leg`: the region is out of sync and the write went to this leg
+    /// alone; `pending`: counted pending in the region hash.
+    Write {
+        covers: bool,
+        one_leg: Option<u8>,
+        pending: bool,
+    },
+    /// A discard (sent to every leg, not counted in the region hash).
+    Discard,
+    /// A read remapped in `map` to `leg`; `details` restore it for a retry.
+    RemappedRead { leg: u8, details: BioDetails },
+    /// A read the worker sent through dm-io to `leg` (`None`: queued).
+    WorkerRead { leg: Option<u8> },
+}
+
 /// What `map` remembers about a bio for `end_io` and the callbacks.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct BioRecord {
-    /// A read remapped in `map` to this leg (retried on error).
-    leg: Option<u8>,
-    /// A read sent by the worker through dm-io to this leg.
-    async_leg: Option<u8>,
-    /// When the read was sent, for the adaptive policy's latency.
+    /// The region, from the sector dm core gave the bio (never from a
+    /// remapped one), checked against the region count.
+    region: u64,
+    /// When a read was sent, for the adaptive policy's latency.
     start_ns: u64,
-    /// A write's region, counted pending in the region hash.
-    write_region: Option<u64>,
-    /// What a retry of a remapped read restores.
-    details: Option<BioDetails>,
+    what: BioUse,
 }
 
 impl MirrorSet {
     fn nr_legs(&self) -> usize {
         self.legs.len()
+    }
+
+    fn all_legs(&self) -> LegSet {
+        LegSet::first_n(self.nr_legs())
     }
 
     fn log(&self) -> &DirtyLog {
@@ -131,25 +203,39 @@ impl MirrorSet {
         names
     }
 
-    fn region_of(&self, sector: u64) -> u64 {
-        sector >> self.region_size.trailing_zeros()
-    }
-
     fn default_leg(&self) -> usize {
         self.state.lock().balancer.default_leg()
     }
 
-    /// Picks a leg for a read and counts it as sent.
-    fn choose(&self, sector: u64, nr_sectors: u32, region_in_sync: bool) -> Option<usize> {
-        let mut st = self.state.lock();
-        let usable = st.usable(self.nr_legs());
+    /// Whether a write of `nr_sectors` at `sector` writes all of `region`
+    /// (the last region may be shorter than the others).
+    fn covers_region(&self, region: u64, sector: u64, nr_sectors: u32) -> bool {
+        let start = self.rh.region_to_sector(region);
+        let end = start
+            .saturating_add(u64::from(self.region_size))
+            .min(self.target.len());
+        sector == start && sector.saturating_add(u64::from(nr_sectors)) >= end
+    }
+
+    /// Picks a leg for a read of `region` among the healthy legs that hold
+    /// its latest data, and counts it as sent.
+    fn choose(&self, region: u64, sector: u64, nr_sectors: u32) -> Option<usize> {
         let read = ReadRequest {
             sector,
             nr_sectors,
-            region_in_sync,
             now_ns: dm::now_ns(),
         };
-        st.balancer.choose(usable, &read)
+        let mut st = self.state.lock();
+        let healthy = st.usable(self.nr_legs());
+        let LegState {
+            freshness,
+            balancer,
+            ..
+        } = &mut *st;
+        freshness
+            .route_read(balancer, region, healthy, &read)
+            .ok()
+            .flatten()
     }
 
     fn complete_read(&self, leg: usize, start_ns: u64, ok: bool) {
@@ -170,13 +256,12 @@ impl MirrorSet {
     }
 
     /// dm-raid1's `fail_mirror`: records an error of `kind` on leg `idx`.
-    /// With `handle_errors`, the first error of each kind raises an event, and
-    /// a failed default leg hands its role to the first healthy leg when the
-    /// mirror is in sync. Never sleeps.
+    /// With `handle_errors`, the first error of each kind raises an event,
+    /// and a failed default leg hands its role to a healthy leg that holds
+    /// every region's latest data, if there is one. Never sleeps.
     fn fail_leg(&self, idx: usize, kind: LegErrors) {
         let nr = self.nr_legs();
         let handle_errors = self.features.handle_errors;
-        let keep_log = self.features.keep_log;
         let mut st = self.state.lock();
         st.leg_failure = true;
         let Some(errors) = st.errors.get_mut(idx) else {
@@ -187,27 +272,38 @@ impl MirrorSet {
         if !first || !handle_errors {
             return;
         }
+        enum Report {
+            None,
+            OutOfSync,
+            AllFailed,
+        }
+        let mut report = Report::None;
         if st.balancer.default_leg() == idx {
-            if !st.in_sync && !keep_log {
+            let healthy = st.usable(nr);
+            match st
+                .freshness
+                .fresh_everywhere()
+                .intersection(healthy)
+                .at_or_before(idx)
+            {
+                // Cannot fail: `new` is a leg of this set.
+                Some(new) => drop(st.balancer.set_default_leg(new)),
                 // Better to read the failing leg than to return stale data.
-                dm_err!(
-                    "Primary mirror ({}) failed while out-of-sync: Reads may fail.",
-                    self.leg_name(idx)
-                );
-            } else if let Some(new) = st.usable(nr).first() {
-                // Cannot fail: `new` is a usable leg of this set.
-                let _ = st.balancer.set_default_leg(new);
-            } else {
-                dm_warn!("All sides of mirror have failed.");
+                None if !healthy.is_empty() => report = Report::OutOfSync,
+                None => report = Report::AllFailed,
             }
         }
         st.event_pending = true;
         drop(st);
+        match report {
+            Report::OutOfSync => dm_err!(
+                "Primary mirror ({}) failed while out-of-sync: Reads may fail.",
+                self.leg_name(idx)
+            ),
+            Report::AllFailed => dm_warn!("All sides of mirror have failed."),
+            Report::None => {}
+        }
         self.worker.queue();
-    }
-
-    fn any_leg_usable(&self) -> bool {
-        !self.state.lock().usable(self.nr_legs()).is_empty()
     }
 
     /// Each leg's health, for the status line.
@@ -238,26 +334,69 @@ impl MirrorSet {
         }
     }
 
-    fn read_is_possible(&self, sector: u64) -> bool {
-        let in_sync = self.log().in_sync(self.region_of(sector), false) == Ok(true);
+    /// Whether some healthy leg holds `region`'s latest data.
+    fn read_is_possible(&self, region: u64) -> bool {
         let st = self.state.lock();
-        let usable = st.usable(self.nr_legs());
-        usable.contains(st.balancer.default_leg()) || (in_sync && !usable.is_empty())
+        let healthy = st.usable(self.nr_legs());
+        st.freshness
+            .fresh(region)
+            .is_ok_and(|fresh| !fresh.intersection(healthy).is_empty())
+    }
+
+    /// At the first resume (the disk log reads its state in its resume):
+    /// what the dirty log says is not in sync is fresh on the default leg
+    /// only. The knowledge of an earlier table is gone; the log is all
+    /// there is (as in dm-raid1).
+    fn freshness_from_log(&self) {
+        if self.state.lock().freshness_from_log {
+            return;
+        }
+        let default = self.default_leg();
+        let mut region = 0;
+        while region < self.nr_regions {
+            // Ask the log outside the IRQ-off lock, 64 regions at a time;
+            // no I/O runs before the first resume ends.
+            let end = region.saturating_add(64).min(self.nr_regions);
+            let mut out_of_sync = 0u64;
+            for r in region..end {
+                if self.rh.in_sync(r, true) != Ok(true) {
+                    out_of_sync |= 1 << (r - region);
+                }
+            }
+            if out_of_sync != 0 {
+                let mut st = self.state.lock();
+                for r in region..end {
+                    if out_of_sync & (1 << (r - region)) != 0 {
+                        let _ = st.freshness.trust_only(r, default);
+                    }
+                }
+            }
+            region = end;
+        }
+        self.state.lock().freshness_from_log = true;
     }
 
     // ---- the worker ------------------------------------------------------
 
     fn do_recovery(&self) {
-        self.rh.recovery_prepare();
-        while let Some(region) = self.rh.recovery_start() {
-            self.recover(region);
+        // No copy starts while a discard runs (or waits): they would race.
+        let discards = {
+            let q = self.queues.lock();
+            q.discards_in_flight != 0 || q.discards_queued != 0 || !q.discards.is_empty()
+        };
+        if !discards {
+            self.rh.recovery_prepare();
+            while let Some(region) = self.rh.recovery_start() {
+                self.recover(region);
+            }
         }
         let complete = self.log().sync_count() >= self.nr_regions;
         let newly = {
             let mut st = self.state.lock();
             if !st.in_sync && complete {
                 st.in_sync = true;
-                // As dm-raid1: a full resync brings every leg back.
+                // As dm-raid1: a full resync brings every leg back (freshness
+                // still keeps reads off the regions a leg missed).
                 st.leg_failure = false;
                 st.errors = [LegErrors::NONE; MAX_LEGS];
                 true
@@ -272,7 +411,6 @@ impl MirrorSet {
 
     fn recover(&self, region: Region) {
         let key = region.key();
-        let default = self.default_leg();
         let start = self.rh.region_to_sector(key);
         let size = u64::from(self.region_size);
         // The last region may be shorter.
@@ -284,18 +422,42 @@ impl MirrorSet {
         } else {
             size
         };
-        let Some(src) = self.legs.get(default) else {
+        // Copy from a leg that holds the region's latest data: the default
+        // leg unless it missed a write there. Decided under the lock the
+        // completions and the `default` message use.
+        let source = {
+            let mut st = self.state.lock();
+            let healthy = st.usable(self.nr_legs());
+            let source = st
+                .freshness
+                .source_for(key, st.balancer.default_leg(), healthy)
+                .ok()
+                .flatten();
+            let slot = st.recoveries.iter_mut().find(|r| r.is_none());
+            match (source, slot) {
+                (Some(src), Some(slot)) => {
+                    *slot = Some(Recovery {
+                        region: key,
+                        source: u8::try_from(src).unwrap_or(0),
+                    });
+                    Some(src)
+                }
+                _ => None,
+            }
+        };
+        let Some((src, src_leg)) = source.and_then(|i| Some((i, self.legs.get(i)?))) else {
+            dm_err_limit!("No leg holds the latest data of region {}: not recovered", key);
             return self.rh.recovery_end(region, false);
         };
         let dests = self
             .legs
             .iter()
             .enumerate()
-            .filter(|(i, _)| *i != default)
+            .filter(|(i, _)| *i != src)
             .map(|(_, leg)| (&leg.dev, leg.map_sector(start)));
         self.kcopyd.copy::<Self>(
             region,
-            (&src.dev, src.map_sector(start)),
+            (&src_leg.dev, src_leg.map_sector(start)),
             count,
             dests,
             !self.features.handle_errors,
@@ -305,27 +467,38 @@ impl MirrorSet {
     fn do_reads(&self, mut reads: BioList<Self>) {
         while let Some(mut bio) = reads.pop() {
             let sector = bio.sector();
-            let region = self.rh.bio_region(&bio);
-            let in_sync = matches!(
-                self.rh.state(region, true),
-                RegionState::Clean | RegionState::Dirty
-            );
-            match self.choose(sector, bio.sectors(), in_sync) {
-                Some(idx) => {
-                    let Some(leg) = self.legs.get(idx) else {
-                        bio.end(Status::io_error());
-                        continue;
-                    };
+            let region = bio.record().region;
+            match self
+                .choose(region, sector, bio.sectors())
+                .and_then(|i| Some((i, self.legs.get(i)?)))
+            {
+                Some((idx, leg)) => {
                     *bio.record() = BioRecord {
-                        async_leg: u8::try_from(idx).ok(),
+                        region,
                         start_ns: dm::now_ns(),
-                        ..BioRecord::default()
+                        what: BioUse::WorkerRead {
+                            leg: u8::try_from(idx).ok(),
+                        },
                     };
                     self.io.read(bio, &leg.dev, leg.map_sector(sector));
                 }
                 None => bio.end(Status::io_error()),
             }
         }
+    }
+
+    /// Counts a write pending in the region hash (before the log is
+    /// flushed); a write whose region does not check out is failed.
+    fn inc_pending(&self, mut bio: OwnedBio<Self>) -> Option<OwnedBio<Self>> {
+        let region = bio.record().region;
+        if self.rh.inc_pending(&mut bio, region).is_err() {
+            bio.end(Status::io_error());
+            return None;
+        }
+        if let BioUse::Write { pending, .. } = &mut bio.record().what {
+            *pending = true;
+        }
+        Some(bio)
     }
 
     fn do_writes(&self, mut writes: BioList<Self>) {
@@ -335,20 +508,38 @@ impl MirrorSet {
         let mut sync = BioList::new();
         let mut nosync = BioList::new();
         let mut recover = BioList::new();
+        let mut discards = BioList::new();
         while let Some(bio) = writes.pop() {
-            if matches!(bio.kind(), BioKind::Flush | BioKind::Discard) {
-                sync.push(bio);
-                continue;
+            match bio.kind() {
+                BioKind::Flush => {
+                    sync.push(bio);
+                    continue;
+                }
+                BioKind::Discard => {
+                    discards.push(bio);
+                    continue;
+                }
+                _ => {}
             }
-            match self.rh.state(self.rh.bio_region(&bio), true) {
-                RegionState::Clean | RegionState::Dirty => sync.push(bio),
-                RegionState::NoSync => nosync.push(bio),
-                RegionState::Recovering => recover.push(bio),
+            let mut bio = bio;
+            let region = bio.record().region;
+            match self.rh.state(region, true) {
+                Ok(RegionState::Clean | RegionState::Dirty) => {
+                    if let Some(bio) = self.inc_pending(bio) {
+                        sync.push(bio);
+                    }
+                }
+                Ok(RegionState::NoSync) => {
+                    if let Some(bio) = self.inc_pending(bio) {
+                        nosync.push(bio);
+                    }
+                }
+                Ok(RegionState::Recovering) => recover.push(bio),
+                Err(_) => bio.end(Status::io_error()),
             }
         }
-        // Mark the regions dirty (in the log) before writing them.
-        self.rh.inc_pending(&mut sync);
-        self.rh.inc_pending(&mut nosync);
+        self.do_discards(discards);
+        // The regions are marked dirty (in the log) before they are written.
         let flush_failed = self.rh.flush().is_err();
         let (log_failure, leg_failure) = {
             let mut st = self.state.lock();
@@ -365,20 +556,57 @@ impl MirrorSet {
                 self.write_to_all_legs(bio);
             }
         }
-        while let Some(bio) = recover.pop() {
-            self.rh.delay(bio);
-        }
-        let default = self.default_leg();
-        while let Some(bio) = nosync.pop() {
-            if leg_failure && handle_errors && !self.features.keep_log {
-                self.queue(|q| &mut q.failures, bio);
-            } else if let Some(leg) = self.legs.get(default) {
-                // Out of sync anyway: the default leg alone, resync copies later.
-                let sector = leg.map_sector(bio.sector());
-                bio.submit_to(&leg.dev, sector);
-            } else {
+        while let Some(mut bio) = recover.pop() {
+            let region = bio.record().region;
+            if let Err(bio) = self.rh.delay(bio, region) {
                 bio.end(Status::io_error());
             }
+        }
+        while let Some(mut bio) = nosync.pop() {
+            if leg_failure && handle_errors && !self.features.keep_log {
+                self.queue(|q| &mut q.failures, bio);
+                continue;
+            }
+            // Out of sync anyway: one leg, the one the resync will copy
+            // from (the default leg unless it missed a write here).
+            let region = bio.record().region;
+            let idx = {
+                let st = self.state.lock();
+                let healthy = st.usable(self.nr_legs());
+                st.freshness
+                    .out_of_sync_write_leg(region, st.balancer.default_leg(), healthy)
+                    .unwrap_or_else(|_| st.balancer.default_leg())
+            };
+            let Some(leg) = self.legs.get(idx) else {
+                bio.end(Status::io_error());
+                continue;
+            };
+            if let BioUse::Write { one_leg, .. } = &mut bio.record().what {
+                *one_leg = u8::try_from(idx).ok();
+            }
+            let sector = leg.map_sector(bio.sector());
+            bio.submit_to(&leg.dev, sector);
+        }
+    }
+
+    /// Discards go to every leg, but never while a copy runs.
+    fn do_discards(&self, mut discards: BioList<Self>) {
+        let copying = self.state.lock().recovery_in_flight();
+        let mut send = BioList::new();
+        {
+            let mut q = self.queues.lock();
+            while let Some(bio) = discards.pop() {
+                q.discards_queued = q.discards_queued.saturating_sub(1);
+                if copying {
+                    q.discards.push(bio);
+                } else {
+                    q.discards_in_flight = q.discards_in_flight.saturating_add(1);
+                    send.push(bio);
+                }
+            }
+        }
+        while let Some(bio) = send.pop() {
+            self.write_to_all_legs(bio);
         }
     }
 
@@ -399,20 +627,28 @@ impl MirrorSet {
     }
 
     fn do_failures(&self, mut failures: BioList<Self>) {
-        while let Some(bio) = failures.pop() {
-            let log_failure = self.state.lock().log_failure;
-            if !log_failure {
-                self.state.lock().in_sync = false;
-                self.rh.mark_nosync(&bio);
+        let keep_log = self.features.keep_log;
+        while let Some(mut bio) = failures.pop() {
+            let region = bio.record().region;
+            let (log_failure, any_usable) = {
+                let mut st = self.state.lock();
+                if !st.log_failure {
+                    st.in_sync = false;
+                }
+                (st.log_failure, !st.usable(self.nr_legs()).is_empty())
+            };
+            if !log_failure && self.rh.mark_nosync(&bio, region).is_err() {
+                bio.end(Status::io_error());
+                continue;
             }
-            let keep_log = self.features.keep_log;
-            if !self.any_leg_usable() || (keep_log && log_failure) {
+            if !any_usable || (keep_log && log_failure) {
                 bio.end(Status::io_error());
             } else if self.features.handle_errors && !keep_log {
                 self.hold(bio);
             } else {
                 // Without handle_errors dm-raid1 acknowledges the write: it is
-                // on every healthy leg and the region is marked out of sync.
+                // on every healthy leg and the region is marked out of sync
+                // (and the legs that missed it are stale there).
                 bio.end(Status::ok());
             }
         }
@@ -494,6 +730,11 @@ impl TargetOperations for MirrorSet {
                 dm_err!("{}", e);
                 CtrError::invalid(c"Invalid io_balance feature")
             })?;
+        let words = Freshness::<KVVec<u64>>::words_needed(table.nr_legs(), nr_regions)
+            .ok_or_else(|| nomem(ENOMEM))?;
+        let bitmaps = KVVec::from_elem(0u64, words, GFP_KERNEL).map_err(|e| nomem(e.into()))?;
+        let freshness = Freshness::new(table.nr_legs(), nr_regions, bitmaps)
+            .map_err(|_| nomem(ENOMEM))?;
 
         KBox::pin_init(
             try_pin_init!(MirrorSet {
@@ -510,6 +751,9 @@ impl TargetOperations for MirrorSet {
                     LegState {
                         balancer,
                         errors: [LegErrors::NONE; MAX_LEGS],
+                        freshness,
+                        freshness_from_log: false,
+                        recoveries: [None; RECOVERY_SLOTS],
                         in_sync: false,
                         leg_failure: false,
                         log_failure: false,
@@ -523,6 +767,9 @@ impl TargetOperations for MirrorSet {
                         writes: BioList::new(),
                         failures: BioList::new(),
                         holds: BioList::new(),
+                        discards: BioList::new(),
+                        discards_queued: 0,
+                        discards_in_flight: 0,
                         suspended: false,
                     },
                     "MirrorSet::queues"
@@ -535,17 +782,44 @@ impl TargetOperations for MirrorSet {
 
     fn map(&self, mut bio: Bio<'_, Self>) -> Mapped {
         let sector = bio.sector();
-        match bio.kind() {
+        let kind = bio.kind();
+        // Empty flushes have no region.
+        let region = if kind == BioKind::Flush {
+            0
+        } else {
+            match self.rh.region_of(sector) {
+                Ok(region) => region,
+                Err(_) => return bio.kill(),
+            }
+        };
+        match kind {
             BioKind::Write | BioKind::Flush | BioKind::Discard => {
-                if bio.kind() == BioKind::Write {
-                    bio.record().write_region = Some(self.region_of(sector));
-                }
+                let what = match kind {
+                    BioKind::Write => BioUse::Write {
+                        covers: self.covers_region(region, sector, bio.sectors()),
+                        one_leg: None,
+                        pending: false,
+                    },
+                    BioKind::Discard => BioUse::Discard,
+                    _ => BioUse::Other,
+                };
+                *bio.record() = BioRecord {
+                    region,
+                    start_ns: 0,
+                    what,
+                };
                 let (owned, mapped) = bio.submitted();
-                self.queue(|q| &mut q.writes, owned);
+                let mut q = self.queues.lock();
+                if kind == BioKind::Discard {
+                    q.discards_queued = q.discards_queued.saturating_add(1);
+                }
+                q.writes.push(owned);
+                drop(q);
+                self.worker.queue();
                 mapped
             }
             BioKind::Read => {
-                let in_sync = match self.log().in_sync(self.region_of(sector), false) {
+                let in_sync = match self.rh.in_sync(region, false) {
                     Ok(s) => s,
                     // The log would have to sleep: let the worker ask.
                     Err(e) if e == EAGAIN => false,
@@ -556,22 +830,29 @@ impl TargetOperations for MirrorSet {
                     if bio.is_readahead() {
                         return bio.kill();
                     }
+                    *bio.record() = BioRecord {
+                        region,
+                        start_ns: 0,
+                        what: BioUse::WorkerRead { leg: None },
+                    };
                     let (owned, mapped) = bio.submitted();
                     self.queue(|q| &mut q.reads, owned);
                     return mapped;
                 }
                 let Some((idx, leg)) = self
-                    .choose(sector, bio.sectors(), true)
+                    .choose(region, sector, bio.sectors())
                     .and_then(|i| Some((i, self.legs.get(i)?)))
                 else {
                     return bio.kill();
                 };
                 let details = bio.save_details();
                 *bio.record() = BioRecord {
-                    leg: u8::try_from(idx).ok(),
+                    region,
                     start_ns: dm::now_ns(),
-                    details: Some(details),
-                    ..BioRecord::default()
+                    what: BioUse::RemappedRead {
+                        leg: u8::try_from(idx).unwrap_or(0),
+                        details,
+                    },
                 };
                 bio.remap(&leg.dev, leg.map_sector(sector))
             }
@@ -581,38 +862,81 @@ impl TargetOperations for MirrorSet {
 
     fn end_io(&self, mut bio: Bio<'_, Self>, status: Status) -> EndIo {
         let record = *bio.record();
-        if let Some(region) = record.write_region {
-            self.rh.dec(region);
-            return bio.done(status);
-        }
-        let Some(idx) = record.leg.map(usize::from) else {
-            return bio.done(status);
+        let region = record.region;
+        let (idx, details) = match record.what {
+            BioUse::Write {
+                covers,
+                one_leg,
+                pending,
+            } => {
+                if let Some(leg) = one_leg {
+                    // An out-of-sync region's write, sent to one leg.
+                    let reached = if status.is_ok() {
+                        LegSet::single(usize::from(leg))
+                    } else {
+                        LegSet::EMPTY
+                    };
+                    self.state
+                        .lock()
+                        .write_completed(self.nr_legs(), region, reached, covers);
+                }
+                if pending && self.rh.dec(region).is_err() {
+                    return bio.done(Status::io_error());
+                }
+                return bio.done(status);
+            }
+            BioUse::RemappedRead { leg, details } => (usize::from(leg), details),
+            _ => return bio.done(status),
         };
         self.complete_read(idx, record.start_ns, status.is_ok());
         if status.is_ok() || status.is_unsupported() || bio.is_readahead() {
             return bio.done(status);
         }
-        dm_err!(
+        dm_err_limit!(
             "Mirror read failed from {}. Trying alternative device.",
             self.leg_name(idx)
         );
         self.fail_leg(idx, LegErrors::READ);
-        let sector = bio.sector();
-        match record.details {
-            Some(details) if self.read_is_possible(sector) => {
-                let (mut owned, end) = bio.retry(&details);
-                *owned.record() = BioRecord::default();
-                self.queue(|q| &mut q.reads, owned);
-                end
-            }
-            _ => {
-                dm_err!("All replicated volumes dead, failing I/O");
-                bio.done(status)
-            }
+        if !self.read_is_possible(region) {
+            dm_err_limit!("All replicated volumes dead, failing I/O");
+            return bio.done(status);
         }
+        let (mut owned, end) = bio.retry(&details);
+        *owned.record() = BioRecord {
+            region,
+            start_ns: 0,
+            what: BioUse::WorkerRead { leg: None },
+        };
+        self.queue(|q| &mut q.reads, owned);
+        end
     }
 
-    fn write_done(&self, bio: OwnedBio<Self>, failed: u64, unsupported: u64) {
+    fn write_done(&self, mut bio: OwnedBio<Self>, failed: u64, unsupported: u64) {
+        let record = *bio.record();
+        match record.what {
+            BioUse::Discard => {
+                let mut q = self.queues.lock();
+                q.discards_in_flight = q.discards_in_flight.saturating_sub(1);
+                drop(q);
+                // A copy may have been waiting for it.
+                self.worker.queue();
+            }
+            BioUse::Write { covers, .. } => {
+                // Before the write is acknowledged: a read after the
+                // acknowledgement must not find a leg that missed it.
+                let missed = u16::try_from((failed | unsupported) & 0x1ff).unwrap_or(u16::MAX);
+                let reached = LegSet::from_bits(!missed).intersection(self.all_legs());
+                for idx in 0..self.nr_legs() {
+                    if failed & (1 << idx) != 0 {
+                        self.fail_leg(idx, LegErrors::WRITE);
+                    }
+                }
+                self.state
+                    .lock()
+                    .write_completed(self.nr_legs(), record.region, reached, covers);
+            }
+            _ => {}
+        }
         if failed == 0 && unsupported == 0 {
             return bio.end(Status::ok());
         }
@@ -623,9 +947,11 @@ impl TargetOperations for MirrorSet {
         if failed == 0 {
             return bio.end(Status::invalid());
         }
-        for idx in 0..self.nr_legs() {
-            if failed & (1 << idx) != 0 {
-                self.fail_leg(idx, LegErrors::WRITE);
+        if !matches!(record.what, BioUse::Write { .. }) {
+            for idx in 0..self.nr_legs() {
+                if failed & (1 << idx) != 0 {
+                    self.fail_leg(idx, LegErrors::WRITE);
+                }
             }
         }
         // Raising events and holding may block: the worker decides.
@@ -634,13 +960,14 @@ impl TargetOperations for MirrorSet {
 
     fn read_done(&self, mut bio: OwnedBio<Self>, failed: bool, unsupported: bool) {
         let record = *bio.record();
-        let Some(idx) = record.async_leg.map(usize::from) else {
+        let BioUse::WorkerRead { leg: Some(leg) } = record.what else {
             return bio.end(if failed {
                 Status::io_error()
             } else {
                 Status::ok()
             });
         };
+        let idx = usize::from(leg);
         self.complete_read(idx, record.start_ns, !failed);
         if !failed {
             return bio.end(if unsupported {
@@ -650,15 +977,19 @@ impl TargetOperations for MirrorSet {
             });
         }
         self.fail_leg(idx, LegErrors::READ);
-        if self.read_is_possible(bio.sector()) {
-            dm_warn!(
+        if self.read_is_possible(record.region) {
+            dm_warn_limit!(
                 "Read failure on mirror device {}. Trying alternative device.",
                 self.leg_name(idx)
             );
-            *bio.record() = BioRecord::default();
+            *bio.record() = BioRecord {
+                region: record.region,
+                start_ns: 0,
+                what: BioUse::WorkerRead { leg: None },
+            };
             self.queue(|q| &mut q.reads, bio);
         } else {
-            dm_err!(
+            dm_err_limit!(
                 "Read failure on mirror device {}.  Failing I/O.",
                 self.leg_name(idx)
             );
@@ -667,20 +998,54 @@ impl TargetOperations for MirrorSet {
     }
 
     fn copy_done(&self, region: Region, read_failed: bool, write_failed: u64) {
-        let default = self.default_leg();
+        let key = region.key();
+        let source = {
+            let mut st = self.state.lock();
+            let slot = st
+                .recoveries
+                .iter_mut()
+                .find(|r| r.is_some_and(|r| r.region == key));
+            match slot.and_then(Option::take) {
+                Some(r) => usize::from(r.source),
+                None => st.balancer.default_leg(),
+            }
+        };
         if read_failed {
-            dm_err!("Unable to read primary mirror during recovery");
-            self.fail_leg(default, LegErrors::SYNC);
+            dm_err_limit!("Unable to read primary mirror during recovery");
+            self.fail_leg(source, LegErrors::SYNC);
+        }
+        // Bits count the destinations: every leg but the source.
+        let mut failed = LegSet::EMPTY;
+        let dests = self.all_legs().without(source);
+        for (bit, idx) in dests.iter().enumerate() {
+            if write_failed & (1 << bit) != 0 {
+                failed = failed.with(idx);
+            }
         }
         if write_failed != 0 {
-            dm_err!("Write error during recovery (error = {:#x})", write_failed);
-            // Bits count the destinations: every leg but the default one.
-            let others = (0..self.nr_legs()).filter(|i| *i != default);
-            for (bit, idx) in others.enumerate() {
-                if write_failed & (1 << bit) != 0 {
-                    self.fail_leg(idx, LegErrors::SYNC);
-                }
+            dm_err_limit!("Write error during recovery (error = {:#x})", write_failed);
+            for idx in failed {
+                self.fail_leg(idx, LegErrors::SYNC);
             }
+        }
+        {
+            let mut st = self.state.lock();
+            // kcopyd goes on after a failed read only with IGNORE_ERROR.
+            let wrote_anyway = !self.features.handle_errors;
+            if st
+                .freshness
+                .copy_completed(key, source, dests, failed, read_failed, wrote_anyway)
+                .is_err()
+            {
+                dm_err_limit!("recovered region {} out of range", key);
+            }
+            let healthy = st.usable(self.nr_legs());
+            let LegState {
+                freshness,
+                balancer,
+                ..
+            } = &mut *st;
+            freshness.keep_default_fresh(balancer, healthy);
         }
         self.rh
             .recovery_end(region, !(read_failed || write_failed != 0));
@@ -700,11 +1065,21 @@ impl TargetOperations for MirrorSet {
         if event {
             self.target.raise_event();
         }
+        let copying = self.state.lock().recovery_in_flight();
         let (reads, writes, failures) = {
             let mut q = self.queues.lock();
             let mut reads = BioList::new();
             let mut writes = BioList::new();
             let mut failures = BioList::new();
+            if !copying {
+                // The copies they waited for are over.
+                let mut waiting = BioList::new();
+                waiting.append(&mut q.discards);
+                while let Some(bio) = waiting.pop() {
+                    q.discards_queued = q.discards_queued.saturating_add(1);
+                    writes.push(bio);
+                }
+            }
             reads.append(&mut q.reads);
             writes.append(&mut q.writes);
             failures.append(&mut q.failures);
@@ -754,6 +1129,14 @@ impl TargetOperations for MirrorSet {
         self.worker.flush();
     }
 
+    fn presuspend_undo(&self) {
+        // dm-raid1 has no undo: an interrupted suspend left recovery
+        // stopped and new failed writes handed back instead of held.
+        self.queues.lock().suspended = false;
+        self.rh.start_recovery();
+        self.worker.queue();
+    }
+
     fn postsuspend(&self) {
         if self.log().postsuspend().is_err() {
             dm_warn!("log postsuspend failed");
@@ -765,6 +1148,7 @@ impl TargetOperations for MirrorSet {
         if self.log().resume().is_err() {
             dm_warn!("log resume failed");
         }
+        self.freshness_from_log();
         self.rh.start_recovery();
         self.worker.queue();
     }
@@ -818,20 +1202,26 @@ impl TargetOperations for MirrorSet {
             dm_err!("{}", e);
             EINVAL
         })?;
-        // Read before taking the lock: the log may take its own.
-        let in_sync = self.log().sync_count() >= self.nr_regions;
         let mut st = self.state.lock();
-        let usable = st.usable(self.nr_legs());
+        let healthy = st.usable(self.nr_legs());
         if let Command::Show = cmd {
-            let _ = st.balancer.write_report(out, names, usable);
+            // Formatted outside the IRQ-off lock, from a copy.
+            let balancer = st.balancer;
+            let mut stale = [0u64; MAX_LEGS];
+            for (leg, count) in stale.iter_mut().enumerate() {
+                *count = st.freshness.stale_regions(leg);
+            }
+            drop(st);
+            let _ = balancer.write_report(out, names, healthy, &stale);
             return Ok(true);
         }
-        st.balancer
-            .apply(&cmd, &MirrorState { usable, in_sync })
-            .map_err(|e| {
-                dm_err!("{}", e);
-                EINVAL
-            })?;
+        let mirror = st.freshness.mirror_state(healthy);
+        let applied = st.balancer.apply(&cmd, &mirror);
+        drop(st);
+        applied.map_err(|e| {
+            dm_err!("{}", e);
+            EINVAL
+        })?;
         Ok(false)
     }
 
