@@ -97,7 +97,11 @@ pub(crate) struct RegionHash<T: TargetOperations> {
 fn bad_region(region: u64, nr_regions: u64) -> Error {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !WARNED.swap(true, Ordering::Relaxed) {
-        dm_err!("region {} out of range (0..{}): refused", region, nr_regions);
+        dm_err!(
+            "region {} out of range (0..{}): refused",
+            region,
+            nr_regions
+        );
         kernel::warn_on!(true);
     }
     EINVAL
@@ -204,7 +208,10 @@ impl<T: TargetOperations> RegionHash<T> {
         let region = self.checked(region)?;
         // SAFETY: live bio (type invariant of `OwnedBio`).
         let sector = unsafe { (*bio.raw()).bi_iter.bi_sector };
-        match sector.checked_sub(self.begin).map(|s| s >> self.region_shift) {
+        match sector
+            .checked_sub(self.begin)
+            .map(|s| s >> self.region_shift)
+        {
             Some(r) if r == region => Ok(()),
             _ => Err(bad_region(
                 sector.saturating_sub(self.begin) >> self.region_shift,

@@ -101,7 +101,10 @@ impl LegState {
             .write_completed(region, reached, covers)
             .is_err()
         {
-            dm_err_limit!("write to region {} out of range: freshness not updated", region);
+            dm_err_limit!(
+                "write to region {} out of range: freshness not updated",
+                region
+            );
         }
         let healthy = self.usable(nr_legs);
         self.freshness
@@ -446,7 +449,10 @@ impl MirrorSet {
             }
         };
         let Some((src, src_leg)) = source.and_then(|i| Some((i, self.legs.get(i)?))) else {
-            dm_err_limit!("No leg holds the latest data of region {}: not recovered", key);
+            dm_err_limit!(
+                "No leg holds the latest data of region {}: not recovered",
+                key
+            );
             return self.rh.recovery_end(region, false);
         };
         let dests = self
@@ -733,8 +739,8 @@ impl TargetOperations for MirrorSet {
         let words = Freshness::<KVVec<u64>>::words_needed(table.nr_legs(), nr_regions)
             .ok_or_else(|| nomem(ENOMEM))?;
         let bitmaps = KVVec::from_elem(0u64, words, GFP_KERNEL).map_err(|e| nomem(e.into()))?;
-        let freshness = Freshness::new(table.nr_legs(), nr_regions, bitmaps)
-            .map_err(|_| nomem(ENOMEM))?;
+        let freshness =
+            Freshness::new(table.nr_legs(), nr_regions, bitmaps).map_err(|_| nomem(ENOMEM))?;
 
         KBox::pin_init(
             try_pin_init!(MirrorSet {
