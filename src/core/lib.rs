@@ -146,3 +146,6 @@ pub mod table;
 
 #[cfg(test)]
 mod kernel_constraints;
+
+#[cfg(test)]
+mod freshness_model;

@@ -17,7 +17,7 @@ use crate::dm::{
     EndIo, Mapped, OwnedBio, Region, Status, StatusType, StatusWriter, Target, TargetOperations,
 };
 use crate::mcore::{
-    freshness::Freshness,
+    freshness::{Freshness, FreshnessError},
     legs::{LegSet, MAX_LEGS},
     message::{parse_message, Command},
     policy::{Balancer, ReadRequest},
@@ -94,21 +94,20 @@ impl LegState {
     }
 
     /// A write to `region` reached the legs in `reached`: freshness follows,
-    /// and the default leg moves off a leg that went stale.
-    fn write_completed(&mut self, nr_legs: usize, region: u64, reached: LegSet, covers: bool) {
-        if self
-            .freshness
-            .write_completed(region, reached, covers)
-            .is_err()
-        {
-            dm_err_limit!(
-                "write to region {} out of range: freshness not updated",
-                region
-            );
-        }
+    /// and the default leg moves off a leg that went stale. `Err`: a region
+    /// out of range (a bug; logged by the caller, outside the lock).
+    fn write_completed(
+        &mut self,
+        nr_legs: usize,
+        region: u64,
+        reached: LegSet,
+        covers: bool,
+    ) -> Result<(), FreshnessError> {
+        let done = self.freshness.write_completed(region, reached, covers);
         let healthy = self.usable(nr_legs);
         self.freshness
             .keep_default_fresh(&mut self.balancer, healthy);
+        done
     }
 }
 
@@ -239,6 +238,20 @@ impl MirrorSet {
             .route_read(balancer, region, healthy, &read)
             .ok()
             .flatten()
+    }
+
+    /// Freshness after a write to `region` reached the legs in `reached`.
+    fn write_completed(&self, region: u64, reached: LegSet, covers: bool) {
+        let done = self
+            .state
+            .lock()
+            .write_completed(self.nr_legs(), region, reached, covers);
+        if done.is_err() {
+            dm_err_limit!(
+                "write to region {} out of range: freshness not updated",
+                region
+            );
+        }
     }
 
     fn complete_read(&self, leg: usize, start_ns: u64, ok: bool) {
@@ -882,9 +895,7 @@ impl TargetOperations for MirrorSet {
                     } else {
                         LegSet::EMPTY
                     };
-                    self.state
-                        .lock()
-                        .write_completed(self.nr_legs(), region, reached, covers);
+                    self.write_completed(region, reached, covers);
                 }
                 if pending && self.rh.dec(region).is_err() {
                     return bio.done(Status::io_error());
@@ -937,9 +948,7 @@ impl TargetOperations for MirrorSet {
                         self.fail_leg(idx, LegErrors::WRITE);
                     }
                 }
-                self.state
-                    .lock()
-                    .write_completed(self.nr_legs(), record.region, reached, covers);
+                self.write_completed(record.region, reached, covers);
             }
             _ => {}
         }
@@ -1034,17 +1043,13 @@ impl TargetOperations for MirrorSet {
                 self.fail_leg(idx, LegErrors::SYNC);
             }
         }
-        {
+        let done = {
             let mut st = self.state.lock();
             // kcopyd goes on after a failed read only with IGNORE_ERROR.
             let wrote_anyway = !self.features.handle_errors;
-            if st
-                .freshness
-                .copy_completed(key, source, dests, failed, read_failed, wrote_anyway)
-                .is_err()
-            {
-                dm_err_limit!("recovered region {} out of range", key);
-            }
+            let done =
+                st.freshness
+                    .copy_completed(key, source, dests, failed, read_failed, wrote_anyway);
             let healthy = st.usable(self.nr_legs());
             let LegState {
                 freshness,
@@ -1052,6 +1057,10 @@ impl TargetOperations for MirrorSet {
                 ..
             } = &mut *st;
             freshness.keep_default_fresh(balancer, healthy);
+            done
+        };
+        if done.is_err() {
+            dm_err_limit!("recovered region {} out of range", key);
         }
         self.rh
             .recovery_end(region, !(read_failed || write_failed != 0));
