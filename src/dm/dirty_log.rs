@@ -67,8 +67,9 @@ impl DirtyLog {
     }
 
     /// Whether `region` is in sync. Without `can_block`, a log that would have
-    /// to sleep answers `Err(EWOULDBLOCK)`.
-    pub(crate) fn in_sync(&self, region: u64, can_block: bool) -> Result<bool> {
+    /// to sleep answers `Err(EWOULDBLOCK)`. Only for [`super::region_hash`],
+    /// which checks `region` against the region count first (C does not).
+    pub(super) fn in_sync(&self, region: u64, can_block: bool) -> Result<bool> {
         let Some(f) = self.ops().in_sync else {
             return Ok(false);
         };
