@@ -294,7 +294,7 @@ impl<S: DerefMut<Target = [u64]>> Freshness<S> {
         healthy: LegSet,
         read: &ReadRequest,
     ) -> Result<Option<usize>, FreshnessError> {
-        let candidates = self.fresh(region).map(|_| healthy)?; // MUTATION
+        let candidates = self.fresh(region)?.intersection(healthy);
         Ok(balancer.choose(candidates, read))
     }
 
