@@ -12,6 +12,8 @@
 #   make fuzz       the parsers' fuzz targets, short run (10 s each)
 #   make fuzz-long  the same for 10 million inputs each
 #   make test-debug every guest suite on the debug kernel (KASAN, lockdep, ...)
+#   make test-sequences  1000 random fault sequences (tests/guest/fault-sequences.sh;
+#                   SEQUENCES=N, SEED=S to change them); hours under TCG
 #   make clean
 
 SHELL := /bin/bash
@@ -27,7 +29,7 @@ MODDIR = $(TOP)/build/$(PROFILE)
 KMAKE = source $(TOP)/scripts/env.sh && mkdir -p $(MODDIR) && \
 	make -C "$$kdir" M=$(TOP) MO=$(MODDIR) "$${DMMR_KMAKE_ARGS[@]}"
 
-.PHONY: all setup module demo test test-debug check fmt clippy fuzz fuzz-long bench clean rust-analyzer
+.PHONY: all setup module demo test test-debug test-sequences check fmt clippy fuzz fuzz-long bench clean rust-analyzer
 
 all: module
 
@@ -45,6 +47,14 @@ test:
 
 test-debug:
 	bash tests/run --guest-only --profile debug
+
+# About 12 s per sequence under TCG: 1000 take 3 to 4 hours.  The VM
+# timeout allows 60 s per sequence.
+SEQUENCES ?= 1000
+test-sequences:
+	DMMR_SEQUENCES=$(SEQUENCES) $(if $(SEED),DMMR_SEED=$(SEED)) \
+		DMMR_VM_TIMEOUT=$$(( $(SEQUENCES) * 60 + 600 )) \
+		bash tests/run --suite fault-sequences
 
 check: setup
 	cargo fmt --check

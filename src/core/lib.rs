@@ -148,4 +148,4 @@ pub mod table;
 mod kernel_constraints;
 
 #[cfg(test)]
-mod freshness_model;
+pub mod freshness_model;
