@@ -206,9 +206,17 @@ impl<S: DerefMut<Target = [u64]>> Freshness<S> {
     }
 
     /// A resync copy of all of `region` from `source` to `dests` ended:
-    /// `failed` are the destinations whose write failed; `read_failed`: the
-    /// source could not be read, and `wrote_anyway`: the destinations were
-    /// written all the same (kcopyd's `IGNORE_ERROR`).
+    /// `failed` are the destinations whose write failed; `read_failed`: a
+    /// read of the source failed.
+    ///
+    /// The copy must not ignore errors (no kcopyd `IGNORE_ERROR`, which
+    /// writes whatever its pages held after a failed read): kcopyd then
+    /// stops at the first error, so after one every destination may hold
+    /// part of the copy, the source's data over its own. A destination that
+    /// was fresh stays fresh (the source is fresh too: the data is the
+    /// same), a stale one stays stale, and one whose write failed becomes
+    /// stale (a failed write leaves its sectors undefined). Only a copy
+    /// without errors refreshes its destinations.
     pub fn copy_completed(
         &mut self,
         region: u64,
@@ -216,21 +224,25 @@ impl<S: DerefMut<Target = [u64]>> Freshness<S> {
         dests: LegSet,
         failed: LegSet,
         read_failed: bool,
-        wrote_anyway: bool,
     ) -> Result<(), FreshnessError> {
         self.check(region)?;
         let dests = dests.intersection(self.all_legs()).without(source);
-        if read_failed {
-            if wrote_anyway {
-                for leg in dests {
-                    self.set_stale(leg, region, true);
-                }
+        let failed = failed.intersection(dests);
+        if self.is_stale_unchecked(source, region) {
+            // Whatever it wrote is not the latest data.
+            for leg in dests {
+                self.set_stale(leg, region, true);
             }
             return Ok(());
         }
-        let source_stale = self.is_stale_unchecked(source, region);
+        if read_failed || !failed.is_empty() {
+            for leg in failed {
+                self.set_stale(leg, region, true);
+            }
+            return Ok(());
+        }
         for leg in dests {
-            self.set_stale(leg, region, source_stale || failed.contains(leg));
+            self.set_stale(leg, region, false);
         }
         Ok(())
     }
@@ -382,7 +394,7 @@ mod tests {
         // So does a copy from a fresh leg.
         f.write_completed(5, set(&[1]), true).unwrap();
         assert_eq!(f.fresh(5), Ok(set(&[1])));
-        f.copy_completed(5, 1, set(&[0]), LegSet::EMPTY, false, false)
+        f.copy_completed(5, 1, set(&[0]), LegSet::EMPTY, false)
             .unwrap();
         assert_eq!(f.fresh(5), Ok(set(&[0, 1])));
     }
@@ -403,22 +415,31 @@ mod tests {
         let mut f = map(3, 4);
         f.trust_only(2, 0).unwrap();
         assert_eq!(f.fresh(2), Ok(set(&[0])));
-        // Leg 2's write failed: it stays stale, leg 1 is brought back.
-        f.copy_completed(2, 0, set(&[1, 2]), set(&[2]), false, true)
-            .unwrap();
-        assert_eq!(f.fresh(2), Ok(set(&[0, 1])));
-        // The source read failed and kcopyd wrote what it had: garbage.
-        f.copy_completed(2, 0, set(&[1, 2]), LegSet::EMPTY, true, true)
+        // Leg 2's write failed, so kcopyd stopped: leg 1 may hold only part
+        // of the copy and stays stale too.
+        f.copy_completed(2, 0, set(&[1, 2]), set(&[2]), false)
             .unwrap();
         assert_eq!(f.fresh(2), Ok(set(&[0])));
-        // Without IGNORE_ERROR nothing was written: nothing changes.
+        // The source read failed: nothing changes.
+        f.copy_completed(2, 0, set(&[1, 2]), LegSet::EMPTY, true)
+            .unwrap();
+        assert_eq!(f.fresh(2), Ok(set(&[0])));
+        // A copy without errors brings both back.
+        f.copy_completed(2, 0, set(&[1, 2]), LegSet::EMPTY, false)
+            .unwrap();
+        assert_eq!(f.fresh(2), Ok(set(&[0, 1, 2])));
+        // A failed read leaves fresh destinations fresh (they were sent
+        // the same data); a failed write makes its leg stale.
         f.write_completed(3, set(&[0, 1, 2]), true).unwrap();
-        f.copy_completed(3, 0, set(&[1, 2]), LegSet::EMPTY, true, false)
+        f.copy_completed(3, 0, set(&[1, 2]), LegSet::EMPTY, true)
             .unwrap();
         assert_eq!(f.fresh(3), Ok(set(&[0, 1, 2])));
+        f.copy_completed(3, 0, set(&[1, 2]), set(&[1]), true)
+            .unwrap();
+        assert_eq!(f.fresh(3), Ok(set(&[0, 2])));
         // A copy from a stale source spreads staleness, never freshness.
         f.trust_only(1, 2).unwrap();
-        f.copy_completed(1, 0, set(&[1]), LegSet::EMPTY, false, false)
+        f.copy_completed(1, 0, set(&[1]), LegSet::EMPTY, false)
             .unwrap();
         assert_eq!(f.fresh(1), Ok(set(&[2])));
     }
@@ -459,7 +480,7 @@ mod tests {
         }
         assert_eq!((f.stale_regions(0), f.stale_regions(1)), (0, 200));
         for r in (0..200).step_by(2) {
-            f.copy_completed(r, 0, set(&[1]), LegSet::EMPTY, false, false)
+            f.copy_completed(r, 0, set(&[1]), LegSet::EMPTY, false)
                 .unwrap();
         }
         assert_eq!(f.stale_regions(1), 100);

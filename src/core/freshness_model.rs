@@ -14,7 +14,8 @@
 //!   `route_read` (a read that fails on a dead leg fails that leg and is
 //!   retried), writes to every leg while the log says the region is in sync
 //!   and to `out_of_sync_write_leg` alone while it does not, resync copies
-//!   from `source_for` (kcopyd's `IGNORE_ERROR` without `handle_errors`),
+//!   from `source_for` (stopping at the first error: any part of the copy
+//!   may have landed),
 //!   `keep_default_fresh` after every change of freshness or health,
 //!   dm-raid1's `fail_mirror` default-leg hand-over and its "errors clear
 //!   when the full resync completes", `io_balance` messages, and reloads or
@@ -76,8 +77,6 @@ mod tests {
     const BLOCKS: usize = 4;
     /// A write with this block mask covers its whole region.
     const ALL_BLOCKS: u8 = (1 << BLOCKS) - 1;
-    /// What a copy writes after a failed source read (kcopyd `IGNORE_ERROR`).
-    const GARBAGE: u32 = u32::MAX;
     /// Sectors per region, for the reads' sector numbers.
     const REGION_SECTORS: u64 = 1024;
     /// Most legs a generated history uses (`lands` bit masks are 16 bits).
@@ -201,7 +200,7 @@ mod tests {
     /// The reference model: what each leg holds and what a read may return.
     #[derive(Debug)]
     struct Model {
-        /// `data[leg][region][block]`: version held, or `GARBAGE`.
+        /// `data[leg][region][block]`: version held.
         data: Vec<Vec<[u32; BLOCKS]>>,
         /// Latest acknowledged version per region and block.
         latest: Vec<[u32; BLOCKS]>,
@@ -673,30 +672,32 @@ mod tests {
             }
             let dests = self.all_legs().without(source);
             let read_ok = self.model.faults[source].reads();
-            let wrote_anyway = !self.sut.handle_errors;
             let mut failed = LegSet::EMPTY;
-            if read_ok || wrote_anyway {
-                let payload = if read_ok {
-                    self.model.data[source][region]
-                } else {
-                    [GARBAGE; BLOCKS]
-                };
-                for leg in dests {
-                    let fault = self.model.faults[leg];
-                    let ok = fault.writes();
-                    for (b, value) in payload.iter().enumerate() {
-                        if written(fault, landing, leg, b) {
-                            self.model.data[leg][region][b] = *value;
-                        }
-                    }
-                    if !ok {
-                        failed = failed.with(leg);
+            for leg in dests {
+                if !self.model.faults[leg].writes() {
+                    failed = failed.with(leg);
+                }
+            }
+            // kcopyd (no IGNORE_ERROR) stops at the first error: then every
+            // destination may hold any part of the source's data.
+            let stopped = !read_ok || !failed.is_empty();
+            let payload = self.model.data[source][region];
+            for leg in dests {
+                let fault = self.model.faults[leg];
+                for (b, value) in payload.iter().enumerate() {
+                    let copied = if stopped {
+                        fault != Fault::Dead && lands(landing, leg, b)
+                    } else {
+                        true
+                    };
+                    if copied {
+                        self.model.data[leg][region][b] = *value;
                     }
                 }
             }
             self.sut
                 .freshness
-                .copy_completed(region as u64, source, dests, failed, !read_ok, wrote_anyway)
+                .copy_completed(region as u64, source, dests, failed, !read_ok)
                 .unwrap();
             if !read_ok {
                 self.fail_leg(source);
@@ -719,10 +720,8 @@ mod tests {
                 legs(dests),
                 if read_ok {
                     ""
-                } else if wrote_anyway {
-                    ", source read failed, garbage written"
                 } else {
-                    ", source read failed, nothing written"
+                    ", source read failed, part copied"
                 },
                 if failed.is_empty() {
                     String::new()
@@ -1263,53 +1262,35 @@ mod tests {
         assert!(forty_reads(&mut world, 3).iter().all(|leg| *leg != 0));
     }
 
-    /// Not covered by the sequential model above: a read of a region whose
-    /// resync copy is in flight. Without `handle_errors` kcopyd copies with
-    /// `IGNORE_ERROR`, so if the source read fails it writes whatever its
-    /// pages held over every destination, and a destination that was fresh
-    /// stays fresh until `copy_completed`: a read routed to it meanwhile
-    /// can return that garbage. dm-raid1 reads a region that is not in sync
-    /// from the default leg (its copy source) only. Ignored until the
-    /// kernel keeps such reads on the source (or a `copy_started` makes
-    /// the destinations stale first).
+    /// kcopyd stops a copy at its first error (the target never sets
+    /// `IGNORE_ERROR`), so when one destination's write fails another may
+    /// hold only part of the region: it must stay stale. And a copy whose
+    /// source read fails writes nothing but the source's data, so a
+    /// destination that was fresh stays fresh and readable (with
+    /// `IGNORE_ERROR` it would be overwritten with what kcopyd's pages
+    /// held, while reads could still be routed to it).
     #[test]
-    #[ignore = "route_read may send a read to a destination of an in-flight resync copy"]
-    fn reads_during_a_resync_copy_avoid_its_destinations() {
-        let mut world = World::new(3, 8, false, false);
-        world.model.faults[2] = Fault::FailWrites;
-        assert!(ok(world.write(3, ALL_BLOCKS, 0)));
-        world.worker_pass();
-        assert!(!world.sut.log_in_sync[3]);
-        assert_eq!(world.sut.fresh(3), LegSet::from_bits(0b011));
-        ok(world.message(Msg::RoundRobin(1))).unwrap();
-        // The copy of region 3 is dispatched: from the source to all others.
-        let sut = &mut world.sut;
-        let source = sut
-            .freshness
-            .source_for(3, sut.balancer.default_leg(), sut.healthy)
-            .unwrap()
-            .unwrap();
-        let dests = LegSet::first_n(3).without(source);
-        // Reads of region 3 while it is in flight.
-        for i in 0..4 {
-            let read = ReadRequest {
-                sector: 3 * REGION_SECTORS + i * 8,
-                nr_sectors: 8,
-                now_ns: i,
-            };
-            let leg = sut
-                .freshness
-                .route_read(&mut sut.balancer, 3, sut.healthy, &read)
-                .unwrap()
-                .unwrap();
-            sut.balancer.complete(leg, 1000, true);
-            assert!(
-                !dests.contains(leg),
-                "read {i} of region 3 went to leg {leg}, which kcopyd is overwriting \
-                 (source leg {source}, destinations {})",
-                legs(dests)
-            );
+    fn a_copy_stopped_by_an_error_refreshes_no_destination() {
+        for handle_errors in [false, true] {
+            let mut world = World::new(3, 8, handle_errors, false);
+            world.model.faults[1] = Fault::FailWrites;
+            // Acknowledged only without handle_errors.
+            assert_eq!(ok(world.write(3, ALL_BLOCKS, 0)), !handle_errors);
+            assert_eq!(world.sut.fresh(3), LegSet::from_bits(0b101));
+            world.model.faults[1] = Fault::Ok;
+            world.model.faults[2] = Fault::FailWrites;
+            // Nothing of the copy lands on leg 1 before leg 2's write fails.
+            assert_eq!(world.resync(3, 0), Ok(Some(0)));
+            assert_eq!(world.sut.fresh(3), LegSet::from_bits(0b001));
+            world.check().unwrap_or_else(|e| panic!("{e}"));
+            assert!(forty_reads(&mut world, 3).iter().all(|leg| *leg == 0));
         }
+        let mut world = World::new(3, 8, false, false);
+        assert!(ok(world.write(3, ALL_BLOCKS, 0)));
+        world.model.faults[0] = Fault::Dead;
+        assert_eq!(world.resync(3, 0b1010_1010_1010), Ok(Some(0)));
+        assert_eq!(world.sut.fresh(3), LegSet::from_bits(0b111));
+        world.check().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// `default` naming a stale leg (or a failed one) is refused and

@@ -37,14 +37,14 @@ impl Kcopyd {
     /// Copies `count` sectors from `from` to every destination; when done,
     /// `T::copy_done(region, read_failed, write_failed_bits)` is called with the
     /// region (bit `i` of the write bits: the `i`-th destination).
-    /// `ignore_errors`: copy on past errors (no `handle_errors`).
+    /// The copy stops at the first error (no `DM_KCOPYD_IGNORE_ERROR`: after
+    /// a failed read it would write whatever its pages held).
     pub(crate) fn copy<'d, T: TargetOperations>(
         &self,
         region: Region,
         from: (&Device, u64),
         count: u64,
         to: impl Iterator<Item = (&'d Device, u64)>,
-        ignore_errors: bool,
     ) {
         let mut src = bindings::dm_io_region {
             bdev: from.0.bdev(),
@@ -64,11 +64,6 @@ impl Kcopyd {
                 nr += 1;
             }
         }
-        let flags = if ignore_errors {
-            1 << bindings::DM_KCOPYD_IGNORE_ERROR
-        } else {
-            0
-        };
         let reg = region.into_raw();
         // SAFETY: the regions are valid for the call (kcopyd copies them),
         // the devices are held open by the target, and `copy_notify::<T>`
@@ -79,7 +74,7 @@ impl Kcopyd {
                 &mut src,
                 nr as u32,
                 dests.as_mut_ptr(),
-                flags,
+                0,
                 Some(copy_notify::<T>),
                 reg.cast(),
             )

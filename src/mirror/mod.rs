@@ -474,12 +474,15 @@ impl MirrorSet {
             .enumerate()
             .filter(|(i, _)| *i != src)
             .map(|(_, leg)| (&leg.dev, leg.map_sector(start)));
+        // dm-raid1 copies with IGNORE_ERROR without handle_errors, which
+        // writes what a failed read left in kcopyd's pages over every
+        // destination, fresh ones included. Stopping at the first error
+        // only ever writes the source's data (see `copy_completed`).
         self.kcopyd.copy::<Self>(
             region,
             (&src_leg.dev, src_leg.map_sector(start)),
             count,
             dests,
-            !self.features.handle_errors,
         );
     }
 
@@ -1045,11 +1048,9 @@ impl TargetOperations for MirrorSet {
         }
         let done = {
             let mut st = self.state.lock();
-            // kcopyd goes on after a failed read only with IGNORE_ERROR.
-            let wrote_anyway = !self.features.handle_errors;
-            let done =
-                st.freshness
-                    .copy_completed(key, source, dests, failed, read_failed, wrote_anyway);
+            let done = st
+                .freshness
+                .copy_completed(key, source, dests, failed, read_failed);
             let healthy = st.usable(self.nr_legs());
             let LegState {
                 freshness,
