@@ -305,6 +305,16 @@ wait_for() {
 	return 1
 }
 
+# wait_gone <seconds> <pid>: wait until the background job has ended.
+wait_gone() {
+	local i
+	for ((i = 0; i < $1 * 10; i++)); do
+		kill -0 "$2" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 # mirror_in_sync <dm-name>: the mirror status shows every region in sync
 # ("<in-sync>/<total>" with both equal).
 mirror_in_sync() {

@@ -49,28 +49,29 @@ pub(crate) fn emit(
 /// dm's `DMERR_LIMIT` (for I/O and resync paths); a line left out is
 /// counted and the count printed before the next one that is not.
 macro_rules! dm_err_limit {
-    ($($arg:tt)*) => {{
-        static LIMIT: $crate::mcore::ratelimit::RateLimit =
-            $crate::mcore::ratelimit::RateLimit::new();
-        if let Some(missed) = LIMIT.check($crate::dm::now_ns()) {
-            if missed > 0 {
-                dm_warn!("{} callbacks suppressed", missed);
-            }
-            dm_err!($($arg)*);
-        }
-    }};
+    ($($arg:tt)*) => {
+        dm_print_limited!(dm_err, $($arg)*)
+    };
 }
 
 /// [`dm_warn!`], rate limited like [`dm_err_limit!`] (`DMWARN_LIMIT`).
 macro_rules! dm_warn_limit {
-    ($($arg:tt)*) => {{
+    ($($arg:tt)*) => {
+        dm_print_limited!(dm_warn, $($arg)*)
+    };
+}
+
+/// `$print!(...)` behind a rate limit of its own: one per expansion, so
+/// one per call site.
+macro_rules! dm_print_limited {
+    ($print:ident, $($arg:tt)*) => {{
         static LIMIT: $crate::mcore::ratelimit::RateLimit =
             $crate::mcore::ratelimit::RateLimit::new();
         if let Some(missed) = LIMIT.check($crate::dm::now_ns()) {
             if missed > 0 {
                 dm_warn!("{} callbacks suppressed", missed);
             }
-            dm_warn!($($arg)*);
+            $print!($($arg)*);
         }
     }};
 }

@@ -28,9 +28,11 @@
 # healed, noflush suspend + resume) and must then complete.
 # Each sequence ends with every leg healed, a reload with a fresh leg first
 # and a full resync (if no leg is fresh everywhere, each region is first
-# read through the mirror and written back whole), a check of every block
-# against the model, and the legs' backing devices compared byte for byte
-# over the mirror's range.
+# read through the mirror and written back whole; a region no leg is known
+# to hold in full fails that read, EIO and never old data, and is restored
+# from the model as a user would from a backup: counted, not a failure),
+# a check of every block against the model, and the legs' backing devices
+# compared byte for byte over the mirror's range.
 #
 #   DMMR_SEQUENCES  number of sequences (default 10; `make test-sequences`: 1000)
 #   DMMR_SEED       seed of the first sequence (default: from the clock);
@@ -45,10 +47,6 @@
 . /dmmr/tests/lib.sh
 need_module
 
-# Known failing on the current fix (issue 11 open: 3 of 10 sequences at
-# seed 12345): make test skips it with the reason; set DMMR_SEQUENCES to run.
-[ -n "${DMMR_SEQUENCES:-}" ] ||
-	ktap_skip_all "known failing (issue 11 open: 3/10 sequences fail at seed 12345); run with DMMR_SEQUENCES=10"
 NSEQ=${DMMR_SEQUENCES:-10}
 STEPS=${DMMR_STEPS:-40}
 SEED=${DMMR_SEED:-$(($(date +%s%N) % 1000000007))}
@@ -86,12 +84,14 @@ pat_blocks() { # <first block> <count>: the current VER of each, on stdout
 	local b
 	for ((b = $1; b < $1 + $2; b++)); do pat $b "${VER[$b]}"; done
 }
-# Expected image of the whole mirror from the model (acknowledged versions;
-# one awk, not 1024 printfs: bash is slow under TCG).
-model_image() {
-	printf '%s\n' "${ACK[@]}" |
-		awk -v s="$QSEED" '{ printf "%-4095s\n", "seed " s " blk " (NR - 1) " ver " $1 }' >"$1"
+# acked_blocks <first block> <count>: their acknowledged versions' content,
+# on stdout (one awk, not a printf per block: bash is slow under TCG).
+acked_blocks() {
+	printf '%s\n' "${ACK[@]:$1:$2}" |
+		awk -v s="$QSEED" -v b="$1" '{ printf "%-4095s\n", "seed " s " blk " (b + NR - 1) " ver " $1 }'
 }
+# model_image <file>: the expected image of the whole mirror.
+model_image() { acked_blocks 0 "$NBLK" >"$1"; }
 # allowed <block> <version>: the model allows reading this version.
 allowed() {
 	[ "$2" = "${ACK[$1]}" ] && return 0
@@ -214,6 +214,41 @@ careful_reload() {
 	reload "${cands[0]}" $full || step_fail "reload (first leg ${cands[0]}, full $full)"
 }
 
+# scrub: every region read through the mirror, checked and written back
+# whole; a region whose read fails (no leg holds all of it) is written from
+# the model's acknowledged versions and counted in UNREADABLE.
+scrub() {
+	local r b i rb=$DMMR_WORK/region
+	UNREADABLE=0
+	for ((r = 0; r < NREG; r++)); do
+		b=$((r * BPR))
+		if dd if="/dev/mapper/$MR" of="$rb" bs=$((BPR * 4096)) skip=$r count=1 iflag=direct status=none 2>/dev/null; then
+			check_region "$r" "$rb"
+		else
+			UNREADABLE=$((UNREADABLE + 1))
+			acked_blocks "$b" "$BPR" >"$rb"
+		fi
+		for ((i = b; i < b + BPR; i++)); do MAYBE[$i]=; done
+		dd if="$rb" of="/dev/mapper/$MR" bs=$((BPR * 4096)) seek=$r count=1 oflag=direct conv=notrunc status=none ||
+			return 1
+	done
+}
+# check_region <region> <file of its blocks>: each block against the model
+# (a version read becomes the acknowledged one: it is written back).  One
+# cmp against the acknowledged versions first: bash is slow under TCG.
+check_region() {
+	local i b first=$(($1 * BPR))
+	VERIFIED=$((VERIFIED + BPR))
+	acked_blocks "$first" "$BPR" >"$DMMR_WORK/exp"
+	cmp -s "$2" "$DMMR_WORK/exp" && return 0
+	for ((i = 0; i < BPR; i++)); do
+		b=$((first + i))
+		dd if="$2" of="$DMMR_WORK/blk" bs=4096 skip=$i count=1 status=none
+		check_block "$b" "$DMMR_WORK/blk" || true
+		[ -z "$V" ] || { ACK[$b]=$V MAYBE[$b]=; }
+	done
+}
+
 # --- the steps ----------------------------------------------------------------
 RECENT=()
 pick_block() {
@@ -247,12 +282,12 @@ do_write() {
 		dd if="$DMMR_WORK/w" of="/dev/mapper/$MR" bs=$((4096 * $2)) seek=$(($1 / $2)) count=1 \
 			oflag=direct conv=notrunc status=none 2>/dev/null &
 		pid=$!
-		if ! wait_pid 4 $pid; then
+		if ! wait_gone 4 $pid; then
 			# Held (handle_errors): release it as lvm2 would.
 			HOLDS=$((HOLDS + 1))
 			heal_all
 			dm suspend --noflush "$MR" && dm resume "$MR" || step_fail "release: noflush suspend/resume"
-			if ! wait_pid 60 $pid; then
+			if ! wait_gone 60 $pid; then
 				step_fail "a held write did not complete after the release"
 				WEDGED=1
 				return
@@ -269,14 +304,6 @@ do_write() {
 	done
 	if [ $rc = 0 ]; then ACKED=$((ACKED + 1)); else WEIO=$((WEIO + 1)); fi
 	remember "$1"
-}
-wait_pid() {
-	local i
-	for ((i = 0; i < $1 * 10; i++)); do
-		kill -0 "$2" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	return 1
 }
 do_read() {
 	rm -f "$DMMR_WORK/r"
@@ -325,14 +352,14 @@ fault_step() {
 }
 
 # --- one sequence ---------------------------------------------------------------
-TOTAL_SEQ=0 TOTAL_READS=0 TOTAL_STALE=0 TOTAL_EIO=0 TOTAL_ACKED=0
+TOTAL_SEQ=0 TOTAL_READS=0 TOTAL_STALE=0 TOTAL_EIO=0 TOTAL_ACKED=0 TOTAL_SCRUBBED=0 TOTAL_UNREADABLE=0
 run_sequence() {
 	local q=$1 i j b img=$DMMR_WORK/img s h ok=1 why=() fresh legs_ok
 	QSEED=$((SEED + q))
 	RNG=$QSEED
 	local t0=$SECONDS
 	READS=0 VERIFIED=0 STALE=0 REIO=0 ACKED=0 WEIO=0 HOLDS=0 RELOADS=0 FULL_RELOADS=0 SKIPPED_RELOADS=0
-	DEFAULTS=0 REFUSED=0 FAILED_STEPS=0 STALE_DIAG=0 WEDGED=0 SCRUBBED=0 STEP=0
+	DEFAULTS=0 REFUSED=0 FAILED_STEPS=0 STALE_DIAG=0 WEDGED=0 SCRUBBED=0 UNREADABLE=0 STEP=0
 	RECENT=()
 	rnd 2
 	NLEGS=$((2 + R))
@@ -403,20 +430,21 @@ run_sequence() {
 		fi
 		if [ -z "$fresh" ]; then
 			# No leg is fresh everywhere: read each region through the
-			# mirror (fresh legs serve it) and write it back whole.
+			# mirror (fresh legs serve it) and write it back whole, which
+			# makes it fresh on every leg.  A region no leg is known to
+			# hold fails its read (EIO, never old data): it is restored
+			# from the model, as a user restores from a backup.
 			SCRUBBED=1
 			dm suspend "$MR" && dm resume "$MR" || step_fail "suspend/resume before the scrub"
 			wait_for 60 in_sync || step_fail "not in sync before the scrub"
-			if dd if="/dev/mapper/$MR" of="$img" bs=128k iflag=direct status=none; then
-				check_image "$img"
-				for ((b = 0; b < NBLK; b++)); do MAYBE[$b]=; done
-				dd if="$img" of="/dev/mapper/$MR" bs=128k oflag=direct conv=notrunc status=none ||
-					step_fail "scrub write"
-				ktap_diag "no leg fresh everywhere (stale: ${s[*]}): scrubbed, now stale: $(stale_of)"
-			else
-				step_fail "scrub read"
-			fi
-			fresh=$(default_of)
+			scrub || step_fail "scrub"
+			ktap_diag "no leg fresh everywhere (stale: ${s[*]}): scrubbed ($UNREADABLE regions unreadable, restored), now stale: $(stale_of)"
+			h=$(health) s=($(stale_of))
+			fresh=
+			for ((j = 0; j < ${#ORDER[@]}; j++)); do
+				[ "${s[$j]}" != 0 ] || { fresh=$j; break; }
+			done
+			[ -n "$fresh" ] || { step_fail "no leg fresh everywhere after the scrub: ${s[*]}"; fresh=$(default_of); }
 		fi
 		reload "$fresh" 1 || step_fail "final reload"
 		wait_for 120 in_sync || step_fail "the final resync did not end: $(dm status "$MR")"
@@ -438,11 +466,12 @@ run_sequence() {
 	[ "$STALE" = 0 ] || { ok=0; why+=("$STALE stale reads"); }
 	[ "$FAILED_STEPS" = 0 ] || { ok=0; why+=("$FAILED_STEPS steps failed"); }
 	[ $legs_ok = 1 ] || ok=0
-	ktap_diag "sequence $q (seed $QSEED, $NLEGS legs, offsets ${OFF[*]}${HE:+, handle_errors}, $((SECONDS - t0)) s): reads checked $READS (EIO $REIO) + $VERIFIED blocks at the end, stale $STALE; writes acked $ACKED, EIO $WEIO, held $HOLDS; reloads $RELOADS (full $FULL_RELOADS, skipped $SKIPPED_RELOADS); default set $DEFAULTS, refused $REFUSED"
+	ktap_diag "sequence $q (seed $QSEED, $NLEGS legs, offsets ${OFF[*]}${HE:+, handle_errors}, $((SECONDS - t0)) s): reads checked $READS (EIO $REIO) + $VERIFIED blocks at the end, stale $STALE; writes acked $ACKED, EIO $WEIO, held $HOLDS; reloads $RELOADS (full $FULL_RELOADS, skipped $SKIPPED_RELOADS); default set $DEFAULTS, refused $REFUSED; scrubbed $SCRUBBED (regions unreadable $UNREADABLE)"
 	local name="sequence $q/$NSEQ (seed $QSEED, $NLEGS legs${HE:+, handle_errors}): no stale read, model verified, legs identical"
 	if [ $ok = 1 ]; then ktap_pass "$name"; else ktap_fail "$name" "${why[*]}"; fi
 	TOTAL_SEQ=$((TOTAL_SEQ + 1)) TOTAL_READS=$((TOTAL_READS + READS + VERIFIED)) TOTAL_STALE=$((TOTAL_STALE + STALE))
 	TOTAL_EIO=$((TOTAL_EIO + REIO)) TOTAL_ACKED=$((TOTAL_ACKED + ACKED))
+	TOTAL_SCRUBBED=$((TOTAL_SCRUBBED + SCRUBBED)) TOTAL_UNREADABLE=$((TOTAL_UNREADABLE + UNREADABLE))
 	if [ $WEDGED = 0 ]; then
 		dm remove "$MR" || ktap_diag "cannot remove $MR"
 		for ((i = 0; i < NLEGS; i++)); do
@@ -459,6 +488,6 @@ run_sequence() {
 for ((q = 0; q < NSEQ; q++)); do
 	run_sequence $q
 done
-ktap_diag "sequences $TOTAL_SEQ, reads checked $TOTAL_READS, stale reads $TOTAL_STALE, read EIOs $TOTAL_EIO, writes acked $TOTAL_ACKED"
+ktap_diag "sequences $TOTAL_SEQ, reads checked $TOTAL_READS, stale reads $TOTAL_STALE, read EIOs $TOTAL_EIO, writes acked $TOTAL_ACKED; sequences scrubbed $TOTAL_SCRUBBED (regions no leg held: $TOTAL_UNREADABLE)"
 ktap_check_eq "$NSEQ random fault sequences, seed $SEED: no stale read ($TOTAL_READS reads checked)" 0 "$TOTAL_STALE"
 ktap_done

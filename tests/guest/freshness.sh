@@ -100,15 +100,6 @@ stale_counts() {
 swap() { dm suspend "$1" && dm load "$1" --table "$2" && dm resume "$1"; }
 lin() { echo "0 $SECTORS linear $1 0"; }
 flk() { echo "0 $SECTORS flakey $1 0 0 1 1 error_writes"; }
-# wait_gone <seconds> <pid>: wait until the background job has ended.
-wait_gone() {
-	local i
-	for ((i = 0; i < $1 * 10; i++)); do
-		kill -0 "$2" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 # Devices a bug left unremovable (I/O that never completes, recovery that
 # can never be stopped again): once there is one, the generic cleanup (which
