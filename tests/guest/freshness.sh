@@ -30,6 +30,9 @@
 #     not suspended, the resync carries on to the end without another
 #     suspend/resume, and a write to a failing leg (handle_errors) is held,
 #     not failed, until a noflush suspend hands it back.
+#  g. A resync copy whose source read fails (no handle_errors, 3 legs) must
+#     not write over the other legs: dm-raid1 writes what kcopyd's pages
+#     held, destroying the one readable leg that had NEW.
 #  d. A read error on a leg with an offset (8 GiB, then 2048 sectors on a
 #     leg of exactly the mirror's size plus the offset): the read is retried
 #     on the other leg, the leg is marked R, nothing oopses, and the mirror
@@ -49,8 +52,9 @@ NREADS=40
 SECTORS=8192 # 4 MiB: 8 regions of 1024 sectors
 BLK=130      # the 4 KiB block the scenarios write (sectors 1040..1047: region 1)
 
-# a: 5 per policy; b: 6 per policy; c: 9 per failing leg; e: 2; f: 7; d: 5 per offset.
-ktap_plan $((5 * 3 + 6 * 3 + 9 * 2 + 2 + 7 + 5 * 2))
+# a: 5 per policy; b: 6 per policy; c: 9 per failing leg; e: 2; f: 7; g: 3;
+# d: 5 per offset.
+ktap_plan $((5 * 3 + 6 * 3 + 9 * 2 + 2 + 7 + 3 + 5 * 2))
 
 modprobe -r dm_mirror 2>/dev/null || true
 modprobe dm_mirror_rs || die "cannot load dm_mirror_rs"
@@ -435,6 +439,59 @@ else
 	ktap_skip "leg 1 repaired, noflush suspend + resume: the held write completes, data reads back" \
 		"recovery never restarted: a suspend of this mirror would hang"
 fi
+
+# --- g: a resync copy whose source read fails writes nothing ----------------------
+
+# Three legs, no handle_errors: leg 0 (the default, the copy source) fails
+# reads, leg 2 fails writes.  NEW reaches legs 0 and 1 (acknowledged), the
+# region goes out of sync and its copy from leg 0 fails to read.  dm-raid1
+# (kcopyd IGNORE_ERROR) then writes what kcopyd's pages held over leg 1,
+# the one readable leg with NEW; the copy must stop instead, and leg 1 go on
+# serving NEW.
+cs_setup() {
+	local i
+	n=$((n + 1))
+	L=("$(mk_loop 4)" "$(mk_loop 4)" "$(mk_loop 4)")
+	W=("w0_$n" "w1_$n" "w2_$n")
+	MR=fr_$n
+	for i in 0 1 2; do
+		dm create "${W[$i]}" --table "$(lin "${L[$i]}")" || return 1
+	done
+	dm create "$MR" --table "0 $SECTORS mirror core 2 1024 nosync 3 /dev/mapper/${W[0]} 0 /dev/mapper/${W[1]} 0 /dev/mapper/${W[2]} 0" ||
+		return 1
+	write_block "/dev/mapper/$MR" "$DMMR_WORK/old" || { echo "OLD write failed"; return 1; }
+	msg "$MR" round_robin ios 1 || return 1
+	swap "${W[0]}" "0 $SECTORS flakey ${L[0]} 0 0 1 1 error_reads" &&
+		swap "${W[2]}" "$(flk "${L[2]}")" || return 1
+	write_block "/dev/mapper/$MR" "$DMMR_WORK/new" || { echo "the NEW write was not acknowledged"; return 1; }
+	dm status "$MR"
+	# The out-of-sync region is copied after the next resume (the full
+	# resync then clears the error marks: the status says AAA again).
+	local mark
+	mark=$(kmsg_mark copy-read)
+	resync_cycle || { echo "the resync did not end: $(dm status "$MR")"; return 1; }
+	dm status "$MR"
+	kmsg_grep "$mark" "Unable to read primary mirror during recovery" ||
+		{ echo "no failed copy read logged"; return 1; }
+}
+copy_read_fail_case() {
+	local tag="no handle_errors, the copy source fails reads" c
+	mkpat "OLD: $tag" "$DMMR_WORK/old"
+	mkpat "NEW: $tag" "$DMMR_WORK/new"
+	ktap_check "$tag: 3 legs, NEW acknowledged on legs 0 and 1, the copy from leg 0 failed" cs_setup
+	ktap_diag "status: $(dm status "$MR")"
+	ktap_check "$tag: leg 1's backing device still holds NEW (nothing written over it)" \
+		same_block "${L[1]}" "$DMMR_WORK/new"
+	c=$(count_reads "/dev/mapper/$MR" $NREADS)
+	ktap_check_eq "$tag: $NREADS reads all return NEW, from leg 1 (NEW OLD other EIO)" "$NREADS 0 0 0" "$c"
+	if timeout 60 dmsetup --noudevsync remove "$MR" >/dev/null 2>&1; then
+		dm remove "${W[0]}" && dm remove "${W[1]}" && dm remove "${W[2]}" || true
+		losetup -d "${L[0]}" "${L[1]}" "${L[2]}" 2>/dev/null || true
+	else
+		abandon "$MR" "${W[@]}"
+	fi
+}
+copy_read_fail_case
 
 # --- d: a failed read on a leg with an offset --------------------------------------
 
