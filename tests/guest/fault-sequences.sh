@@ -39,6 +39,9 @@
 #                   sequence i uses seed+i, so one can be replayed alone with
 #                   DMMR_SEED=<its seed> DMMR_SEQUENCES=1
 #   DMMR_STEPS      random steps per sequence (default 40)
+#   DMMR_JOBS       sequences run at a time, each on its own devices
+#                   (default 4: a sequence mostly waits, for processes
+#                   starting under TCG or for a held write)
 # (tests/run passes these into the guest.)
 #
 # Runs in the guest: scripts/vm-run tests/guest/fault-sequences.sh
@@ -49,12 +52,13 @@ need_module
 
 NSEQ=${DMMR_SEQUENCES:-10}
 STEPS=${DMMR_STEPS:-40}
+JOBS=${DMMR_JOBS:-4}
 SEED=${DMMR_SEED:-$(($(date +%s%N) % 1000000007))}
-[[ "$NSEQ" =~ ^[0-9]+$ && "$STEPS" =~ ^[0-9]+$ && "$SEED" =~ ^[0-9]+$ ]] ||
-	ktap_skip_all "DMMR_SEQUENCES, DMMR_STEPS and DMMR_SEED must be numbers"
+[[ "$NSEQ" =~ ^[0-9]+$ && "$STEPS" =~ ^[0-9]+$ && "$SEED" =~ ^[0-9]+$ && "$JOBS" =~ ^[1-9][0-9]*$ ]] ||
+	ktap_skip_all "DMMR_SEQUENCES, DMMR_STEPS, DMMR_SEED and DMMR_JOBS must be numbers"
 
 ktap_plan $((NSEQ + 1))
-ktap_diag "seed $SEED, $NSEQ sequences of $STEPS steps (replay: DMMR_SEED=$SEED DMMR_SEQUENCES=$NSEQ DMMR_STEPS=$STEPS)"
+ktap_diag "seed $SEED, $NSEQ sequences of $STEPS steps, $JOBS at a time (replay: DMMR_SEED=$SEED DMMR_SEQUENCES=$NSEQ DMMR_STEPS=$STEPS)"
 
 modprobe -r dm_mirror 2>/dev/null || true
 modprobe dm_mirror_rs || die "cannot load dm_mirror_rs"
@@ -352,7 +356,6 @@ fault_step() {
 }
 
 # --- one sequence ---------------------------------------------------------------
-TOTAL_SEQ=0 TOTAL_READS=0 TOTAL_STALE=0 TOTAL_EIO=0 TOTAL_ACKED=0 TOTAL_SCRUBBED=0 TOTAL_UNREADABLE=0
 run_sequence() {
 	local q=$1 i j b img=$DMMR_WORK/img s h ok=1 why=() fresh legs_ok
 	QSEED=$((SEED + q))
@@ -468,10 +471,6 @@ run_sequence() {
 	[ $legs_ok = 1 ] || ok=0
 	ktap_diag "sequence $q (seed $QSEED, $NLEGS legs, offsets ${OFF[*]}${HE:+, handle_errors}, $((SECONDS - t0)) s): reads checked $READS (EIO $REIO) + $VERIFIED blocks at the end, stale $STALE; writes acked $ACKED, EIO $WEIO, held $HOLDS; reloads $RELOADS (full $FULL_RELOADS, skipped $SKIPPED_RELOADS); default set $DEFAULTS, refused $REFUSED; scrubbed $SCRUBBED (regions unreadable $UNREADABLE)"
 	local name="sequence $q/$NSEQ (seed $QSEED, $NLEGS legs${HE:+, handle_errors}): no stale read, model verified, legs identical"
-	if [ $ok = 1 ]; then ktap_pass "$name"; else ktap_fail "$name" "${why[*]}"; fi
-	TOTAL_SEQ=$((TOTAL_SEQ + 1)) TOTAL_READS=$((TOTAL_READS + READS + VERIFIED)) TOTAL_STALE=$((TOTAL_STALE + STALE))
-	TOTAL_EIO=$((TOTAL_EIO + REIO)) TOTAL_ACKED=$((TOTAL_ACKED + ACKED))
-	TOTAL_SCRUBBED=$((TOTAL_SCRUBBED + SCRUBBED)) TOTAL_UNREADABLE=$((TOTAL_UNREADABLE + UNREADABLE))
 	if [ $WEDGED = 0 ]; then
 		dm remove "$MR" || ktap_diag "cannot remove $MR"
 		for ((i = 0; i < NLEGS; i++)); do
@@ -479,15 +478,57 @@ run_sequence() {
 			losetup -d "${LOOP[$i]}" 2>/dev/null || true
 		done
 	else
-		DMMR_CLEANED=1
 		ktap_diag "leaving $MR and its legs in place: a write never completed"
 	fi
-	rm -f "$DMMR_WORK"/loop.*  2>/dev/null || true
+	rm -f "$DMMR_WORK"/loop.* 2>/dev/null || true
+	# The outcome, for the parent (written last, renamed into place).
+	printf '%s\n' "$ok" "$name" "${why[*]}" \
+		"$READS $VERIFIED $STALE $REIO $ACKED $SCRUBBED $UNREADABLE $WEDGED" >"$RESULTS/res.$q.new"
+	mv "$RESULTS/res.$q.new" "$RESULTS/res.$q"
 }
 
-for ((q = 0; q < NSEQ; q++)); do
-	run_sequence $q
+# worker <j>: sequences j, j + JOBS, ... in a work directory of its own;
+# each sequence's diagnostics go to out.<q>, its outcome to res.<q>.
+worker() {
+	local q
+	DMMR_WORK=$DMMR_WORK/worker$1
+	mkdir -p "$DMMR_WORK"
+	for ((q = $1; q < NSEQ; q += JOBS)); do
+		run_sequence $q >"$RESULTS/out.$q" 2>&1
+	done
+}
+
+RESULTS=$DMMR_WORK/results
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+WORKERS=()
+for ((j = 0; j < JOBS && j < NSEQ; j++)); do
+	worker $j &
+	WORKERS+=($!)
 done
-ktap_diag "sequences $TOTAL_SEQ, reads checked $TOTAL_READS, stale reads $TOTAL_STALE, read EIOs $TOTAL_EIO, writes acked $TOTAL_ACKED; sequences scrubbed $TOTAL_SCRUBBED (regions no leg held: $TOTAL_UNREADABLE)"
+# The outcomes in sequence order, each as soon as it is known.
+TOTAL_SEQ=0 TOTAL_READS=0 TOTAL_STALE=0 TOTAL_EIO=0 TOTAL_ACKED=0 TOTAL_SCRUBBED=0 TOTAL_UNREADABLE=0
+for ((q = 0; q < NSEQ; q++)); do
+	pid=${WORKERS[$((q % JOBS))]}
+	while [ ! -e "$RESULTS/res.$q" ] && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+	[ ! -e "$RESULTS/out.$q" ] || sed -e '/^#/!s/^/# /' "$RESULTS/out.$q"
+	if [ ! -e "$RESULTS/res.$q" ]; then
+		ktap_fail "sequence $q/$NSEQ (seed $((SEED + q)))" "its worker died before it ended"
+		continue
+	fi
+	{
+		read -r r_ok
+		read -r r_name
+		read -r r_why
+		read -r r_reads r_verified r_stale r_eio r_acked r_scrubbed r_unreadable r_wedged
+	} <"$RESULTS/res.$q"
+	if [ "$r_ok" = 1 ]; then ktap_pass "$r_name"; else ktap_fail "$r_name" "$r_why"; fi
+	[ "$r_wedged" = 0 ] || DMMR_CLEANED=1
+	TOTAL_SEQ=$((TOTAL_SEQ + 1)) TOTAL_READS=$((TOTAL_READS + r_reads + r_verified))
+	TOTAL_STALE=$((TOTAL_STALE + r_stale)) TOTAL_EIO=$((TOTAL_EIO + r_eio)) TOTAL_ACKED=$((TOTAL_ACKED + r_acked))
+	TOTAL_SCRUBBED=$((TOTAL_SCRUBBED + r_scrubbed)) TOTAL_UNREADABLE=$((TOTAL_UNREADABLE + r_unreadable))
+done
+wait "${WORKERS[@]}" 2>/dev/null || true
+ktap_diag "sequences $TOTAL_SEQ of $NSEQ ($JOBS at a time), reads checked $TOTAL_READS, stale reads $TOTAL_STALE, read EIOs $TOTAL_EIO, writes acked $TOTAL_ACKED; sequences scrubbed $TOTAL_SCRUBBED (regions no leg held: $TOTAL_UNREADABLE)"
 ktap_check_eq "$NSEQ random fault sequences, seed $SEED: no stale read ($TOTAL_READS reads checked)" 0 "$TOTAL_STALE"
 ktap_done
