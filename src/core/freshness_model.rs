@@ -402,6 +402,22 @@ mod tests {
             self.trace.push(format!("#{} {line}", self.step_no));
         }
 
+        /// `Err` (a failure report) unless `leg`, which a `what` ("read",
+        /// "resync") of `region` was sent to, holds the region's latest data.
+        fn must_hold(&mut self, leg: usize, region: usize, what: &str) -> Result<(), String> {
+            if self.model.holds(leg, region) {
+                return Ok(());
+            }
+            self.note(format!("{what} r{region}: leg {leg}"));
+            Err(self.failure(
+                format!(
+                    "{what} of region {region} went to leg {leg}, which does not hold its \
+                     latest data"
+                ),
+                Some(region),
+            ))
+        }
+
         /// A failure report: what went wrong, the state of the region
         /// concerned and the whole history.
         fn failure(&self, what: String, region: Option<usize>) -> String {
@@ -509,16 +525,7 @@ mod tests {
                     }
                     return Ok(None);
                 };
-                if !self.model.holds(leg, region) {
-                    self.note(format!("read r{region}: routed to leg {leg}"));
-                    return Err(self.failure(
-                        format!(
-                            "read of region {region} routed to leg {leg}, which does not hold \
-                             its latest data"
-                        ),
-                        Some(region),
-                    ));
-                }
+                self.must_hold(leg, region, "read")?;
                 if self.model.faults[leg].reads() {
                     self.sut.balancer.complete(leg, latency_ns, true);
                     self.note(format!("read r{region}: leg {leg}"));
@@ -660,16 +667,7 @@ mod tests {
                 ));
                 return Ok(None);
             };
-            if !self.model.holds(source, region) {
-                self.note(format!("resync r{region}: from leg {source}"));
-                return Err(self.failure(
-                    format!(
-                        "resync of region {region} copies from leg {source}, which does not hold \
-                         its latest data"
-                    ),
-                    Some(region),
-                ));
-            }
+            self.must_hold(source, region, "resync")?;
             let dests = self.all_legs().without(source);
             let read_ok = self.model.faults[source].reads();
             let mut failed = LegSet::EMPTY;
