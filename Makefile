@@ -49,7 +49,7 @@ test-debug:
 	bash tests/run --guest-only --profile debug
 
 # Four sequences at a time (DMMR_JOBS): about 8 s per sequence under TCG on
-# 2 cores, 1000 in about 2.5 hours.  The VM timeout allows 60 s per sequence.
+# 2 cores, 1000 in 2 to 2.5 hours.  The VM timeout allows 60 s per sequence.
 SEQUENCES ?= 1000
 test-sequences:
 	DMMR_SEQUENCES=$(SEQUENCES) $(if $(SEED),DMMR_SEED=$(SEED)) \
