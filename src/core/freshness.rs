@@ -21,11 +21,11 @@
 //!   data than another.
 //! - A write that covers its whole region makes the legs it reached fresh.
 //!   A partial write leaves a reached leg as fresh or stale as it was.
-//! - A resync copy gives each destination it reached the source's freshness
-//!   (the source is always fresh: [`Freshness::source_for`]); a destination
-//!   it failed on is stale, and so is every destination when the source read
-//!   failed and the copy went on anyway (kcopyd's `IGNORE_ERROR` writes what
-//!   it read) ([`Freshness::copy_completed`]).
+//! - A resync copy without errors makes its destinations fresh (the source
+//!   is always fresh: [`Freshness::source_for`]). The copy never ignores
+//!   errors, so it stops at the first one: a destination whose write failed
+//!   is stale, and every other destination keeps the freshness it had
+//!   ([`Freshness::copy_completed`]).
 //! - A new mapping knows nothing of the old one: regions its dirty log says
 //!   are not in sync are fresh on the default leg only
 //!   ([`Freshness::trust_only`], at the first resume).
