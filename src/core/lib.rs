@@ -100,6 +100,15 @@
 //! struct BufWriter<'b>  // fmt::Write over a byte buffer, NUL-terminated
 //! ```
 //!
+//! ## [`write_mostly`] and [`write_behind`]: write-mostly legs (issue 13)
+//!
+//! ```text
+//! WriteBehindConfig  // write_mostly <leg>, max_write_behind <sectors>: parse, check, print
+//! Backlog<S, B>      // admit / next_ready / complete / behind(region) / stats(leg)
+//! ```
+//!
+//! Host-tested bookkeeping; the target does not use them yet.
+//!
 //! # Kernel wiring
 //!
 //! - **ctr**: collect `argv` as `&str`s, `MirrorTable::parse(&args, ti->len)`;
@@ -143,6 +152,8 @@ pub mod policy;
 pub mod ratelimit;
 pub mod status;
 pub mod table;
+pub mod write_behind;
+pub mod write_mostly;
 
 #[cfg(test)]
 mod kernel_constraints;
