@@ -60,11 +60,11 @@ check: setup
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	@kdir=$(KDIR); $(KMAKE) CLIPPY=1 W=1 modules
-	/usr/bin/rustfmt --edition 2021 --check --config-path .rustfmt.toml src/dm_mirror_rs.rs
+	/usr/bin/rustfmt --edition 2021 --check --config-path .rustfmt.toml src/dm_mirror_rs.rs samples/dm_linear_rs.rs
 
 fmt:
 	cargo fmt
-	/usr/bin/rustfmt --edition 2021 --config-path .rustfmt.toml src/dm_mirror_rs.rs
+	/usr/bin/rustfmt --edition 2021 --config-path .rustfmt.toml src/dm_mirror_rs.rs samples/dm_linear_rs.rs
 
 fuzz:
 	bash scripts/fuzz

@@ -17,38 +17,37 @@
 #include <linux/dm-kcopyd.h>
 #include <linux/dm-region-hash.h>
 #include <linux/workqueue.h>
-#include <linux/ktime.h>
 
-/* Macros that are casts bindgen cannot evaluate. */
-extern const blk_status_t DMMR_BLK_STS_OK;
-extern const blk_status_t DMMR_BLK_STS_IOERR;
-extern const blk_status_t DMMR_BLK_STS_NOTSUPP;
-extern const blk_status_t DMMR_BLK_STS_INVAL;
-extern const blk_status_t DMMR_BLK_STS_DM_REQUEUE;
+#ifdef __BINDGEN__
+/*
+ * Macros with casts that bindgen cannot evaluate, as constants it can: the
+ * kernel's RUST_CONST_HELPER_ convention (rust/bindings/bindings_helper.h);
+ * Kbuild strips the prefix from the generated names.  Only bindgen reads
+ * these definitions.
+ */
+const blk_status_t RUST_CONST_HELPER_BLK_STS_OK = BLK_STS_OK;
+const blk_status_t RUST_CONST_HELPER_BLK_STS_IOERR = BLK_STS_IOERR;
+const blk_status_t RUST_CONST_HELPER_BLK_STS_NOTSUPP = BLK_STS_NOTSUPP;
+const blk_status_t RUST_CONST_HELPER_BLK_STS_INVAL = BLK_STS_INVAL;
+const blk_status_t RUST_CONST_HELPER_BLK_STS_DM_REQUEUE = BLK_STS_DM_REQUEUE;
+const blk_opf_t RUST_CONST_HELPER_REQ_OP_MASK = REQ_OP_MASK;
+const blk_opf_t RUST_CONST_HELPER_REQ_FUA = REQ_FUA;
+const blk_opf_t RUST_CONST_HELPER_REQ_PREFLUSH = REQ_PREFLUSH;
+const blk_opf_t RUST_CONST_HELPER_REQ_ATOMIC = REQ_ATOMIC;
+const blk_opf_t RUST_CONST_HELPER_REQ_RAHEAD = REQ_RAHEAD;
+const blk_opf_t RUST_CONST_HELPER_REQ_SYNC = REQ_SYNC;
+#endif
 
 /* Static inlines of the block layer and dm core. */
-void *dmmr_per_bio_data(struct bio *bio, size_t size);
-enum req_op dmmr_bio_op(const struct bio *bio);
-bool dmmr_bio_is_write(const struct bio *bio);
-bool dmmr_bio_is_readahead(const struct bio *bio);
-bool dmmr_bio_has_preflush(const struct bio *bio);
-blk_opf_t dmmr_bio_write_flags(const struct bio *bio);
-unsigned int dmmr_bio_sectors(const struct bio *bio);
 void dmmr_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector);
-void dmmr_bio_set_status(struct bio *bio, blk_status_t status);
-blk_opf_t dmmr_write_opf(blk_opf_t flags, bool discard);
-blk_opf_t dmmr_flush_flags(void);
-u64 dmmr_ktime_ns(void);
 unsigned short dmmr_ioprio_default(void);
-unsigned int dmmr_bdev_major(const struct block_device *bdev);
-unsigned int dmmr_bdev_minor(const struct block_device *bdev);
 void dmmr_io_request_init(struct dm_io_request *req, blk_opf_t opf, struct bio *bio,
 			  bool no_data, io_notify_fn fn, void *context,
 			  struct dm_io_client *client);
 
 
 /* Work queues: macros and inlines. */
-struct workqueue_struct *dmmr_alloc_workqueue(const char *name);
+struct workqueue_struct *dmmr_alloc_workqueue(const char *name, unsigned int flags);
 void dmmr_init_work(struct work_struct *work, work_func_t fn);
 bool dmmr_queue_work(struct workqueue_struct *wq, struct work_struct *work);
 void dmmr_flush_workqueue(struct workqueue_struct *wq);
@@ -67,6 +66,5 @@ struct dmmr_bio_details {
 };
 void dmmr_bio_record(struct dmmr_bio_details *bd, struct bio *bio);
 void dmmr_bio_restore(struct dmmr_bio_details *bd, struct bio *bio);
-void dmmr_submit_bio(struct bio *bio);
 
 #endif /* DM_MIRROR_RS_H */

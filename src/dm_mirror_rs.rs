@@ -17,6 +17,10 @@ mod mirror;
 
 use kernel::prelude::*;
 
+/// What every log line of the module starts with (dm's `DM_NAME ": "
+/// DM_MSG_PREFIX`), before `: <text>`.
+pub(crate) const DM_MSG_PREFIX: &CStr = c"device-mapper: mirror";
+
 module! {
     type: DmMirrorModule,
     name: "dm_mirror_rs",

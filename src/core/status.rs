@@ -343,6 +343,30 @@ impl<'b> BufWriter<'b> {
                 .unwrap_or(""),
         }
     }
+
+    /// The unwritten rest of the buffer (the NUL's byte included), for a C
+    /// function that writes a NUL-terminated string there, like a dirty
+    /// log's status method; then call [`BufWriter::take_nul_terminated`].
+    pub fn spare(&mut self) -> &mut [u8] {
+        self.buf.get_mut(self.len..).unwrap_or(&mut [])
+    }
+
+    /// Takes what was written into [`BufWriter::spare`] up to its first NUL.
+    /// Without a NUL (the writer filled the rest), the text is cut to keep
+    /// the last byte a NUL, and counts as overflowed.
+    pub fn take_nul_terminated(&mut self) {
+        let spare = self.buf.get(self.len..).unwrap_or(&[]);
+        match spare.iter().position(|&byte| byte == 0) {
+            Some(written) => self.len = self.len.saturating_add(written),
+            None => {
+                self.overflowed = true;
+                self.len = self.buf.len().saturating_sub(1);
+                if let Some(nul) = self.buf.get_mut(self.len) {
+                    *nul = 0;
+                }
+            }
+        }
+    }
 }
 
 impl Write for BufWriter<'_> {
@@ -570,5 +594,45 @@ mod tests {
 
         assert!(BufWriter::new(&mut []).write_str("").is_ok());
         assert!(BufWriter::new(&mut []).write_str("x").is_err());
+    }
+
+    /// What a C status method (`scnprintf` into `spare`) does to the
+    /// writer: the text up to its NUL is kept; one that filled the rest
+    /// without a NUL is cut, the last byte kept NUL.
+    #[test]
+    fn buf_writer_takes_what_c_wrote_into_the_spare_bytes() {
+        let mut buf = [0xffu8; 12];
+        let mut out = BufWriter::new(&mut buf);
+        out.write_str("2 ").unwrap();
+        let spare = out.spare();
+        assert_eq!(spare.len(), 10);
+        spare[..7].copy_from_slice(b"1 core\0");
+        out.take_nul_terminated();
+        assert_eq!(out.as_str(), "2 1 core");
+        assert!(!out.overflowed());
+        out.write_str(" x").unwrap();
+        assert_eq!(out.as_str(), "2 1 core x");
+
+        // Nothing written: an empty string stays.
+        let mut buf = [0u8; 4];
+        let mut out = BufWriter::new(&mut buf);
+        out.take_nul_terminated();
+        assert_eq!(out.as_str(), "");
+
+        // No NUL in the spare bytes: cut to keep the NUL.
+        let mut buf = [0u8; 6];
+        let mut out = BufWriter::new(&mut buf);
+        out.write_str("a").unwrap();
+        out.spare().copy_from_slice(b"bcdef");
+        out.take_nul_terminated();
+        assert!(out.overflowed());
+        assert_eq!(out.as_str(), "abcde");
+        assert_eq!(&buf, b"abcde\0");
+
+        let mut empty: [u8; 0] = [];
+        let mut out = BufWriter::new(&mut empty);
+        assert!(out.spare().is_empty());
+        out.take_nul_terminated();
+        assert_eq!(out.as_str(), "");
     }
 }

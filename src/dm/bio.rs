@@ -27,30 +27,25 @@ pub(crate) struct Status(u8);
 
 impl Status {
     /// Success.
-    pub(crate) fn ok() -> Self {
-        // SAFETY: reading an immutable C constant.
-        Self(unsafe { bindings::DMMR_BLK_STS_OK })
+    pub(crate) const fn ok() -> Self {
+        Self(bindings::BLK_STS_OK)
     }
     /// `BLK_STS_IOERR`.
-    pub(crate) fn io_error() -> Self {
-        // SAFETY: reading an immutable C constant.
-        Self(unsafe { bindings::DMMR_BLK_STS_IOERR })
+    pub(crate) const fn io_error() -> Self {
+        Self(bindings::BLK_STS_IOERR)
     }
     /// `BLK_STS_NOTSUPP`.
-    pub(crate) fn not_supported() -> Self {
-        // SAFETY: reading an immutable C constant.
-        Self(unsafe { bindings::DMMR_BLK_STS_NOTSUPP })
+    pub(crate) const fn not_supported() -> Self {
+        Self(bindings::BLK_STS_NOTSUPP)
     }
     /// `BLK_STS_DM_REQUEUE`: dm core holds the bio and sends it again after
     /// the (noflush) suspend.
-    pub(crate) fn dm_requeue() -> Self {
-        // SAFETY: reading an immutable C constant.
-        Self(unsafe { bindings::DMMR_BLK_STS_DM_REQUEUE })
+    pub(crate) const fn dm_requeue() -> Self {
+        Self(bindings::BLK_STS_DM_REQUEUE)
     }
     /// `BLK_STS_INVAL`.
-    pub(crate) fn invalid() -> Self {
-        // SAFETY: reading an immutable C constant.
-        Self(unsafe { bindings::DMMR_BLK_STS_INVAL })
+    pub(crate) const fn invalid() -> Self {
+        Self(bindings::BLK_STS_INVAL)
     }
     pub(super) fn from_u8(s: u8) -> Self {
         Self(s)
@@ -122,13 +117,14 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
 
     /// What the bio asks for.
     pub(crate) fn kind(&self) -> BioKind {
-        kind_of(self.raw())
+        // SAFETY: `bio` is live by the type invariant.
+        unsafe { kind_of(self.raw()) }
     }
 
     /// True for read-ahead, which may be failed instead of waited for.
     pub(crate) fn is_readahead(&self) -> bool {
         // SAFETY: `bio` is live by the type invariant.
-        unsafe { bindings::dmmr_bio_is_readahead(self.raw()) }
+        unsafe { (*self.raw()).bi_opf & bindings::REQ_RAHEAD != 0 }
     }
 
     /// First sector, relative to the start of the target.
@@ -141,7 +137,7 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
     /// Length in sectors.
     pub(crate) fn sectors(&self) -> u32 {
         // SAFETY: `bio` is live by the type invariant.
-        unsafe { bindings::dmmr_bio_sectors(self.raw()) }
+        unsafe { sectors_of(self.raw()) }
     }
 
     /// The target's record for this bio.
@@ -198,7 +194,7 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
         // fields makes it what `map` saw, ready to be sent again.
         unsafe {
             bindings::dmmr_bio_restore(&mut d.0, self.raw());
-            bindings::dmmr_bio_set_status(self.raw(), Status::ok().0);
+            (*self.raw()).bi_status = Status::ok().0;
         }
         // INVARIANT: returning DM_ENDIO_INCOMPLETE leaves the bio's
         // completion to the target.
@@ -247,7 +243,8 @@ impl<T: TargetOperations> OwnedBio<T> {
 
     /// What the bio asks for.
     pub(crate) fn kind(&self) -> BioKind {
-        kind_of(self.raw())
+        // SAFETY: `bio` is live by the type invariant.
+        unsafe { kind_of(self.raw()) }
     }
 
     /// First sector, relative to the start of the target.
@@ -263,7 +260,7 @@ impl<T: TargetOperations> OwnedBio<T> {
     /// Length in sectors.
     pub(crate) fn sectors(&self) -> u32 {
         // SAFETY: `bio` is live by the type invariant.
-        unsafe { bindings::dmmr_bio_sectors(self.raw()) }
+        unsafe { sectors_of(self.raw()) }
     }
 
     /// The target's record for this bio.
@@ -280,7 +277,7 @@ impl<T: TargetOperations> OwnedBio<T> {
         // holds open and handed to the block layer, which completes it.
         unsafe {
             bindings::dmmr_bio_remap(raw, dev.bdev(), sector);
-            bindings::dmmr_submit_bio(raw);
+            bindings::submit_bio_noacct(raw);
         }
     }
 
@@ -291,7 +288,7 @@ impl<T: TargetOperations> OwnedBio<T> {
         // SAFETY: we own the bio (type invariant) and complete it exactly once:
         // `forget` keeps `drop` from completing it again.
         unsafe {
-            bindings::dmmr_bio_set_status(bio, status.0);
+            (*bio).bi_status = status.0;
             bindings::bio_endio(bio);
         }
     }
@@ -302,7 +299,7 @@ impl<T: TargetOperations> Drop for OwnedBio<T> {
         // A bio must never be lost: failing it is the safe default.
         // SAFETY: we own the bio and this is its only completion.
         unsafe {
-            bindings::dmmr_bio_set_status(self.raw(), Status::io_error().0);
+            (*self.raw()).bi_status = Status::io_error().0;
             bindings::bio_endio(self.raw());
         }
     }
@@ -311,25 +308,52 @@ impl<T: TargetOperations> Drop for OwnedBio<T> {
 // SAFETY: a bio the target owns may be completed from any context.
 unsafe impl<T: TargetOperations> Send for OwnedBio<T> {}
 
-pub(super) fn per_bio<T: TargetOperations>(bio: *mut bindings::bio) -> *mut PerBioData<T::PerBio> {
-    // SAFETY: every bio dm core hands to the target carries per-bio data of the
-    // size registered in the constructor; computing its address has no other
-    // requirement.
-    unsafe {
-        bindings::dmmr_per_bio_data(bio, core::mem::size_of::<PerBioData<T::PerBio>>()).cast()
-    }
+/// The per-bio data of `bio`.
+///
+/// # Safety
+///
+/// `bio` is a live bio that dm core handed to a target of type `T`, so that
+/// it carries per-bio data of the size the constructor registered.
+pub(super) unsafe fn per_bio<T: TargetOperations>(
+    bio: *mut bindings::bio,
+) -> *mut PerBioData<T::PerBio> {
+    // SAFETY: per the function's contract; `dm_per_bio_data` reads the
+    // bio's target I/O flags to find the data, nothing else.
+    unsafe { bindings::dm_per_bio_data(bio, core::mem::size_of::<PerBioData<T::PerBio>>()) }.cast()
 }
 
-fn kind_of(bio: *mut bindings::bio) -> BioKind {
-    // SAFETY: callers pass a live bio (their own type invariants).
-    let (op, write, flush, sectors) = unsafe {
-        (
-            bindings::dmmr_bio_op(bio),
-            bindings::dmmr_bio_is_write(bio),
-            bindings::dmmr_bio_has_preflush(bio),
-            bindings::dmmr_bio_sectors(bio),
-        )
-    };
+/// Length of `bio` in sectors (`bio_sectors`).
+///
+/// # Safety
+///
+/// `bio` is a live bio.
+unsafe fn sectors_of(bio: *mut bindings::bio) -> u32 {
+    // SAFETY: per the function's contract.
+    unsafe { (*bio).bi_iter.bi_size >> 9 }
+}
+
+/// The flags of `bio`'s operation that `keep` names.
+///
+/// # Safety
+///
+/// `bio` is a live bio.
+pub(super) unsafe fn flags_of(bio: *mut bindings::bio, keep: OpFlags) -> OpFlags {
+    // SAFETY: per the function's contract.
+    OpFlags(unsafe { (*bio).bi_opf } & keep.0)
+}
+
+/// What `bio` asks for.
+///
+/// # Safety
+///
+/// `bio` is a live bio.
+unsafe fn kind_of(bio: *mut bindings::bio) -> BioKind {
+    // SAFETY: per the function's contract.
+    let (opf, sectors) = unsafe { ((*bio).bi_opf, sectors_of(bio)) };
+    let op = opf & bindings::REQ_OP_MASK;
+    // `op_is_write()`: write operations have odd numbers.
+    let write = op & 1 != 0;
+    let flush = opf & bindings::REQ_PREFLUSH != 0;
     if op == bindings::req_op_REQ_OP_DISCARD {
         BioKind::Discard
     } else if op == bindings::req_op_REQ_OP_READ {
@@ -340,6 +364,32 @@ fn kind_of(bio: *mut bindings::bio) -> BioKind {
         BioKind::Write
     } else {
         BioKind::Other
+    }
+}
+
+/// Request flags (`REQ_FUA`, `REQ_PREFLUSH`, ...) of a bio or of an I/O the
+/// target sends, as a set.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(crate) struct OpFlags(bindings::blk_opf_t);
+
+impl OpFlags {
+    /// `REQ_FUA`: the data is durable when the I/O completes.
+    pub(crate) const FUA: Self = Self(bindings::REQ_FUA);
+    /// `REQ_PREFLUSH`: the device's cache is flushed first.
+    pub(crate) const PREFLUSH: Self = Self(bindings::REQ_PREFLUSH);
+    /// `REQ_ATOMIC`: written untorn or not at all.
+    pub(crate) const ATOMIC: Self = Self(bindings::REQ_ATOMIC);
+    /// `REQ_SYNC`: someone waits for it.
+    pub(crate) const SYNC: Self = Self(bindings::REQ_SYNC);
+
+    /// Both sets.
+    #[must_use]
+    pub(crate) const fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    pub(super) const fn raw(self) -> bindings::blk_opf_t {
+        self.0
     }
 }
 

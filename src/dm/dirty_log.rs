@@ -6,8 +6,16 @@ use super::{args::Args, bindings, target::Target, StatusType, StatusWriter, Targ
 use core::ptr::NonNull;
 use kernel::{
     error::{code::EINVAL, Error, Result},
+    ffi::c_uint,
     str::CStrExt,
 };
+
+/// The dirty log's calls into the target.
+pub(crate) trait DirtyLogCallbacks: TargetOperations {
+    /// The log asks for the target's devices' caches to be flushed (the
+    /// disk log, before it records regions as clean). Process context.
+    fn flush_legs(&self) -> Result;
+}
 
 /// A dirty region log created through `dm_dirty_log_create`.
 ///
@@ -22,8 +30,9 @@ pub(crate) struct DirtyLog {
 
 impl DirtyLog {
     /// Creates a log of type `type_name` (`core`, `disk`) with `args`; the
-    /// disk log calls `T::flush_legs` before it records regions as clean.
-    pub(crate) fn create<T: TargetOperations>(
+    /// disk log calls [`DirtyLogCallbacks::flush_legs`] before it records
+    /// regions as clean.
+    pub(crate) fn create<T: DirtyLogCallbacks>(
         target: &mut Target,
         type_name: &str,
         args: &Args<'_>,
@@ -120,9 +129,23 @@ impl DirtyLog {
         let Some(f) = self.ops().status else {
             return;
         };
-        // SAFETY: `log` is live; the C status method writes at most `maxlen`
-        // bytes (NUL included) to the buffer the writer hands out.
-        out.append_raw(|buf, maxlen| unsafe { f(self.log.as_ptr(), kind.raw(), buf, maxlen) });
+        let spare = out.spare();
+        if spare.is_empty() {
+            return;
+        }
+        let maxlen = c_uint::try_from(spare.len()).unwrap_or(c_uint::MAX);
+        // SAFETY: `log` is live and the method belongs to its type; it
+        // writes a NUL-terminated string of at most `maxlen` bytes into
+        // `spare`, which is at least that long and borrowed for the call.
+        unsafe {
+            f(
+                self.log.as_ptr(),
+                kind.raw(),
+                spare.as_mut_ptr().cast(),
+                maxlen,
+            )
+        };
+        out.take_nul_terminated();
     }
 }
 
@@ -144,7 +167,7 @@ unsafe impl Sync for DirtyLog {}
 /// # Safety
 ///
 /// Called by dm-log only, for the target the log was created for, during I/O.
-unsafe extern "C" fn flush_callback<T: TargetOperations>(ti: *mut bindings::dm_target) -> i32 {
+unsafe extern "C" fn flush_callback<T: DirtyLogCallbacks>(ti: *mut bindings::dm_target) -> i32 {
     // SAFETY: the log only flushes while the target is constructed.
     match unsafe { super::private::<T>(ti) }.flush_legs() {
         Ok(()) => 0,

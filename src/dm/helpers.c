@@ -1,102 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * C glue for src/dm: each function wraps a static inline or macro that
- * bindgen cannot turn into something Rust can call.  No logic lives here.
+ * bindgen cannot turn into something Rust can call (constants go through
+ * include/dm_mirror_rs.h instead).  No logic lives here.
  */
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
 #include <linux/ioprio.h>
-#include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 #include "dm-bio-record.h"
 #include "dm_mirror_rs.h"
 
-const blk_status_t DMMR_BLK_STS_OK = BLK_STS_OK;
-const blk_status_t DMMR_BLK_STS_IOERR = BLK_STS_IOERR;
-const blk_status_t DMMR_BLK_STS_NOTSUPP = BLK_STS_NOTSUPP;
-const blk_status_t DMMR_BLK_STS_INVAL = BLK_STS_INVAL;
-const blk_status_t DMMR_BLK_STS_DM_REQUEUE = BLK_STS_DM_REQUEUE;
-
-void *dmmr_per_bio_data(struct bio *bio, size_t size)
-{
-	return dm_per_bio_data(bio, size);
-}
-
-enum req_op dmmr_bio_op(const struct bio *bio)
-{
-	return bio_op(bio);
-}
-
-bool dmmr_bio_is_write(const struct bio *bio)
-{
-	return bio_data_dir(bio) == WRITE;
-}
-
-bool dmmr_bio_is_readahead(const struct bio *bio)
-{
-	return bio->bi_opf & REQ_RAHEAD;
-}
-
-bool dmmr_bio_has_preflush(const struct bio *bio)
-{
-	return bio->bi_opf & REQ_PREFLUSH;
-}
-
-/* The flags dm-raid1 passes on to every leg with a write. */
-blk_opf_t dmmr_bio_write_flags(const struct bio *bio)
-{
-	return bio->bi_opf & (REQ_FUA | REQ_PREFLUSH | REQ_ATOMIC);
-}
-
-unsigned int dmmr_bio_sectors(const struct bio *bio)
-{
-	return bio_sectors(bio);
-}
-
+/* bio_set_dev() is a static inline that also clears the remap flags. */
 void dmmr_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector)
 {
 	bio_set_dev(bio, bdev);
 	bio->bi_iter.bi_sector = sector;
 }
 
-void dmmr_bio_set_status(struct bio *bio, blk_status_t status)
-{
-	bio->bi_status = status;
-}
-
-blk_opf_t dmmr_write_opf(blk_opf_t flags, bool discard)
-{
-	return (discard ? REQ_OP_DISCARD : REQ_OP_WRITE) | flags;
-}
-
-/* mirror_flush()'s flags: an empty, synchronous preflush. */
-blk_opf_t dmmr_flush_flags(void)
-{
-	return REQ_PREFLUSH | REQ_SYNC;
-}
-
-u64 dmmr_ktime_ns(void)
-{
-	return ktime_get_ns();
-}
-
+/* IOPRIO_DEFAULT calls the static inline ioprio_value(). */
 unsigned short dmmr_ioprio_default(void)
 {
 	return IOPRIO_DEFAULT;
-}
-
-unsigned int dmmr_bdev_major(const struct block_device *bdev)
-{
-	return MAJOR(bdev->bd_dev);
-}
-
-unsigned int dmmr_bdev_minor(const struct block_device *bdev)
-{
-	return MINOR(bdev->bd_dev);
 }
 
 /*
@@ -122,10 +51,9 @@ void dmmr_io_request_init(struct dm_io_request *req, blk_opf_t opf, struct bio *
 	req->client = client;
 }
 
-/* As dm-raid1: a per-CPU, reclaim-safe queue, one per mirror set. */
-struct workqueue_struct *dmmr_alloc_workqueue(const char *name)
+struct workqueue_struct *dmmr_alloc_workqueue(const char *name, unsigned int flags)
 {
-	return alloc_workqueue("%s", WQ_MEM_RECLAIM | WQ_PERCPU, 0, name);
+	return alloc_workqueue("%s", flags, 0, name);
 }
 
 void dmmr_init_work(struct work_struct *work, work_func_t fn)
@@ -155,6 +83,7 @@ void dmmr_wait_recovery_stopped(struct dm_region_hash *rh)
 	wait_event(dmmr_recovery_stopped, !dm_rh_recovery_in_flight(rh));
 }
 
+#ifndef DMMR_NO_KCOPYD_THROTTLE
 /* Same name, default and meaning as dm-raid1's parameter. */
 DECLARE_DM_KCOPYD_THROTTLE_WITH_MODULE_PARM(raid1_resync_throttle,
 	"A percentage of time allocated for raid resynchronization");
@@ -163,6 +92,13 @@ struct dm_kcopyd_throttle *dmmr_resync_throttle(void)
 {
 	return &dm_kcopyd_throttle;
 }
+#else
+/* A module without resync has no throttle parameter (kcopyd takes NULL). */
+struct dm_kcopyd_throttle *dmmr_resync_throttle(void)
+{
+	return NULL;
+}
+#endif
 
 static_assert(sizeof(struct dm_bio_details) <= sizeof(struct dmmr_bio_details));
 static_assert(__alignof__(struct dm_bio_details) <= __alignof__(struct dmmr_bio_details));
@@ -175,9 +111,4 @@ void dmmr_bio_record(struct dmmr_bio_details *bd, struct bio *bio)
 void dmmr_bio_restore(struct dmmr_bio_details *bd, struct bio *bio)
 {
 	dm_bio_restore((struct dm_bio_details *)bd, bio);
-}
-
-void dmmr_submit_bio(struct bio *bio)
-{
-	submit_bio_noacct(bio);
 }

@@ -4,19 +4,40 @@
 
 use super::{
     bindings,
-    bio::{per_bio, OwnedBio},
+    bio::{flags_of, per_bio, OpFlags, OwnedBio},
     target::Device,
     TargetOperations,
 };
 use core::ptr::NonNull;
 use kernel::{
-    error::{code::ENOMEM, Error, Result},
+    error::{code::ENOMEM, from_err_ptr, Result},
     ffi::{c_ulong, c_void},
 };
+
+/// `REQ_OP_WRITE` or `REQ_OP_DISCARD`, without flags.
+fn write_op(discard: bool) -> bindings::blk_opf_t {
+    if discard {
+        bindings::req_op_REQ_OP_DISCARD
+    } else {
+        bindings::req_op_REQ_OP_WRITE
+    }
+}
 
 /// Most destinations one dm-io call may have: `sizeof(unsigned long) * 8`
 /// error bits, and dm-raid1's nine legs are far below that.
 pub(crate) const MAX_DESTINATIONS: usize = 16;
+
+/// The completions of a target's dm-io requests. dm-io calls them from the
+/// completion context of the last bio it issued (softirq or process): they
+/// must not sleep.
+pub(crate) trait IoCompletion: TargetOperations {
+    /// Gets back a bio given to [`IoClient::write_all`], with one bit set
+    /// per destination that failed, or that did not support the operation.
+    fn write_done(&self, bio: OwnedBio<Self>, failed: u64, unsupported: u64);
+
+    /// Gets back a bio given to [`IoClient::read`].
+    fn read_done(&self, bio: OwnedBio<Self>, failed: bool, unsupported: bool);
+}
 
 /// A dm-io client: private mempools for the target's I/O.
 ///
@@ -31,23 +52,21 @@ impl IoClient {
     /// Creates a client (may sleep: constructor only).
     pub(crate) fn new() -> Result<Self> {
         // SAFETY: no preconditions; returns a client or an ERR_PTR.
-        let ptr = unsafe { bindings::dm_io_client_create() };
-        let addr = ptr as usize;
-        if addr >= (-4095isize) as usize {
-            return Err(Error::from_errno(addr as isize as i32));
-        }
+        let ptr = from_err_ptr(unsafe { bindings::dm_io_client_create() })?;
         let client = NonNull::new(ptr).ok_or(ENOMEM)?;
         // INVARIANT: a client fresh from `dm_io_client_create`.
         Ok(Self { client })
     }
 
     /// Writes `bio` (data, empty flush or discard) to every `(device, sector)`
-    /// in `dests`; when all are done, `T::write_done` gets the bio back with a
-    /// bit set for each destination that failed.
-    pub(crate) fn write_all<'d, T: TargetOperations>(
+    /// in `dests`, with those of its flags that `keep` names; when all are
+    /// done, `T::write_done` gets the bio back with a bit set for each
+    /// destination that failed.
+    pub(crate) fn write_all<'d, T: IoCompletion>(
         &self,
         bio: OwnedBio<T>,
         dests: impl Iterator<Item = (&'d Device, u64)>,
+        keep: OpFlags,
     ) {
         let mut regions = [bindings::dm_io_region::default(); MAX_DESTINATIONS];
         let kind = bio.kind();
@@ -67,9 +86,9 @@ impl IoClient {
         }
         let discard = kind == super::BioKind::Discard;
         let no_data = discard || kind == super::BioKind::Flush;
-        // SAFETY: the bio is live; dm-io reads the flags before it owns it.
-        let opf =
-            unsafe { bindings::dmmr_write_opf(bindings::dmmr_bio_write_flags(bio.raw()), discard) };
+        // SAFETY: the bio is live (type invariant of `OwnedBio`).
+        let flags = unsafe { flags_of(bio.raw(), keep) };
+        let opf = write_op(discard) | flags.raw();
         self.submit::<T>(bio, opf, no_data, &mut regions[..nr], write_notify::<T>);
     }
 
@@ -85,10 +104,11 @@ impl IoClient {
         let mut req = bindings::dm_io_request::default();
         let mut error_bits: c_ulong = 0;
         let mut unsup_bits: c_ulong = 0;
+        // An empty, synchronous preflush (dm-raid1's `mirror_flush()`).
+        let opf = write_op(false) | OpFlags::PREFLUSH.with(OpFlags::SYNC).raw();
         // SAFETY: an empty preflush (KMEM, no data) to devices the target
         // holds open; without a notify function dm-io waits and fills the bits.
         let ret = unsafe {
-            let opf = bindings::dmmr_write_opf(bindings::dmmr_flush_flags(), false);
             bindings::dmmr_io_request_init(
                 &mut req,
                 opf,
@@ -115,7 +135,7 @@ impl IoClient {
     }
 
     /// Reads `bio` from `dev` at `sector`; `T::read_done` gets it back.
-    pub(crate) fn read<T: TargetOperations>(&self, bio: OwnedBio<T>, dev: &Device, sector: u64) {
+    pub(crate) fn read<T: IoCompletion>(&self, bio: OwnedBio<T>, dev: &Device, sector: u64) {
         let mut region = [bindings::dm_io_region {
             bdev: dev.bdev(),
             sector,
@@ -125,7 +145,7 @@ impl IoClient {
         self.submit::<T>(bio, opf, false, &mut region, read_notify::<T>);
     }
 
-    fn submit<T: TargetOperations>(
+    fn submit<T: IoCompletion>(
         &self,
         bio: OwnedBio<T>,
         opf: bindings::blk_opf_t,
@@ -163,7 +183,7 @@ impl IoClient {
             // SAFETY: the bio is still ours: dm-io calls `notify` only when it
             // accepted the request.
             unsafe {
-                bindings::dmmr_bio_set_status(raw, bindings::DMMR_BLK_STS_IOERR);
+                (*raw).bi_status = bindings::BLK_STS_IOERR;
                 bindings::bio_endio(raw);
             }
         }
@@ -191,15 +211,13 @@ unsafe impl Sync for IoClient {}
 /// `context` is a bio the target handed to dm-io ([`IoClient::write_all`],
 /// [`IoClient::read`]), still owned by the target: dm core waits for it
 /// before the destructor, so its per-bio data holds the `ti` the map
-/// trampoline stored, and `ti->private` the target.
-unsafe fn completion<'a, T: TargetOperations>(
-    context: *mut c_void,
-) -> Option<(&'a T, OwnedBio<T>)> {
+/// trampoline stored, and `ti->private` the live instance.
+unsafe fn completion<'a, T: IoCompletion>(context: *mut c_void) -> Option<(&'a T, OwnedBio<T>)> {
     let bio = NonNull::new(context.cast::<bindings::bio>())?;
     // SAFETY: per the function's contract.
     unsafe {
         let ti = (*per_bio::<T>(bio.as_ptr())).ti;
-        Some((&*(*ti).private.cast::<T>(), OwnedBio::<T>::from_raw(bio)))
+        Some((super::private::<T>(ti), OwnedBio::<T>::from_raw(bio)))
     }
 }
 
@@ -208,7 +226,7 @@ unsafe fn completion<'a, T: TargetOperations>(
 /// # Safety
 ///
 /// Called by dm-io only, with the `context` given in [`IoClient::write_all`].
-unsafe extern "C" fn write_notify<T: TargetOperations>(
+unsafe extern "C" fn write_notify<T: IoCompletion>(
     error: c_ulong,
     unsup: c_ulong,
     context: *mut c_void,
@@ -224,7 +242,7 @@ unsafe extern "C" fn write_notify<T: TargetOperations>(
 /// # Safety
 ///
 /// Called by dm-io only, with the `context` given in [`IoClient::read`].
-unsafe extern "C" fn read_notify<T: TargetOperations>(
+unsafe extern "C" fn read_notify<T: IoCompletion>(
     error: c_ulong,
     unsup: c_ulong,
     context: *mut c_void,

@@ -2,12 +2,24 @@
 
 //! dm-kcopyd: copying a region from one leg to the others (resync).
 
-use super::{bindings, region_hash::Region, target::Device, TargetOperations};
+use super::{
+    bindings,
+    region_hash::{Region, RegionHashCallbacks},
+    target::Device,
+};
 use core::ptr::NonNull;
 use kernel::{
-    error::{Error, Result},
+    error::{code::ENOMEM, from_err_ptr, Result},
     ffi::{c_int, c_ulong, c_void},
 };
+
+/// The completion of a [`Kcopyd::copy`] of a region under recovery. kcopyd
+/// calls it from its own work queue (process context).
+pub(crate) trait CopyCompletion: RegionHashCallbacks {
+    /// The copy of `region` ended: `read_failed` if the source read failed,
+    /// bit `i` of `write_failed` if the `i`-th destination's write did.
+    fn copy_done(&self, region: Region, read_failed: bool, write_failed: u64);
+}
 
 /// A kcopyd client, throttled by the `raid1_resync_throttle` module parameter.
 ///
@@ -22,15 +34,15 @@ pub(crate) struct Kcopyd {
 impl Kcopyd {
     /// Creates a client (constructor only: may sleep).
     pub(crate) fn new() -> Result<Self> {
-        // SAFETY: the throttle is a static of this module.
-        let ptr = unsafe { bindings::dm_kcopyd_client_create(bindings::dmmr_resync_throttle()) };
-        let addr = ptr as usize;
-        if ptr.is_null() || addr >= (-4095isize) as usize {
-            return Err(Error::from_errno(addr as isize as i32));
-        }
-        // INVARIANT: a live client.
+        // SAFETY: the throttle is a static of this module; the call returns
+        // a client or an ERR_PTR.
+        let ptr = from_err_ptr(unsafe {
+            bindings::dm_kcopyd_client_create(bindings::dmmr_resync_throttle())
+        })?;
+        // INVARIANT: a live client (`dm_kcopyd_client_create` never returns
+        // NULL).
         Ok(Self {
-            client: NonNull::new(ptr).ok_or(kernel::error::code::ENOMEM)?,
+            client: NonNull::new(ptr).ok_or(ENOMEM)?,
         })
     }
 
@@ -39,7 +51,7 @@ impl Kcopyd {
     /// region (bit `i` of the write bits: the `i`-th destination).
     /// The copy stops at the first error (no `DM_KCOPYD_IGNORE_ERROR`: after
     /// a failed read it would write whatever its pages held).
-    pub(crate) fn copy<'d, T: TargetOperations>(
+    pub(crate) fn copy<'d, T: CopyCompletion>(
         &self,
         region: Region,
         from: (&Device, u64),
@@ -100,7 +112,7 @@ unsafe impl Sync for Kcopyd {}
 /// # Safety
 ///
 /// Called by kcopyd only, with the region handle given in [`Kcopyd::copy`].
-unsafe extern "C" fn copy_notify<T: TargetOperations>(
+unsafe extern "C" fn copy_notify<T: CopyCompletion>(
     read_err: c_int,
     write_err: c_ulong,
     context: *mut c_void,

@@ -20,17 +20,19 @@ pub(crate) mod target;
 pub(crate) mod worker;
 
 pub(crate) use args::Args;
-pub(crate) use bio::{Bio, BioDetails, BioKind, BioList, EndIo, Mapped, OwnedBio, Status};
+pub(crate) use bio::{Bio, BioDetails, BioKind, BioList, EndIo, Mapped, OpFlags, OwnedBio, Status};
 pub(crate) use region_hash::Region;
 pub(crate) use target::{Device, Target};
 
 use core::{ffi::CStr, pin::Pin, ptr::NonNull};
 use kernel::{
     alloc::KBox,
-    error::{code::EINVAL, Error, Result},
+    error::{code::EINVAL, Error, Result, VTABLE_DEFAULT_ERROR},
     ffi::{c_char, c_int, c_uint, c_void},
     prelude::*,
     str::CStrExt,
+    time::{ClockSource, Monotonic},
+    types::ForeignOwnable,
     ThisModule,
 };
 
@@ -78,125 +80,86 @@ impl CtrError {
     }
 }
 
-/// The callbacks of a device-mapper target type.
+/// A device-mapper target type: what dm core calls for each target instance.
+///
+/// The instance is `Self`, built by [`TargetOperations::ctr`] and owned by
+/// dm core through `ti->private` (as a `Pin<KBox<Self>>`, a
+/// [`ForeignOwnable`]) until the destructor drops it. Only `ctr` and `map`
+/// are required; dm core sees the other hooks only when the target
+/// implements them (`#[vtable]`). Services the target uses have their own
+/// completion traits: [`io::IoCompletion`], [`kcopyd::CopyCompletion`],
+/// [`region_hash::RegionHashCallbacks`], [`dirty_log::DirtyLogCallbacks`]
+/// and [`worker::WorkerCallback`].
+#[vtable]
 pub(crate) trait TargetOperations: Sized + Send + Sync {
     /// The target's record in each bio's per-bio data, set in `map`.
     type PerBio: Default + Copy;
 
-    /// Builds the target from its table line.
+    /// Builds the instance from its table line. Process context, may sleep.
     fn ctr(target: &mut Target, args: &Args<'_>) -> Result<Pin<KBox<Self>>, CtrError>;
 
-    /// Maps a bio: remap it, hand it to dm-io, or kill it.
+    /// Maps a bio: remap it, keep it, or kill it. Process context or the
+    /// submitter's context; must not sleep.
     fn map(&self, bio: Bio<'_, Self>) -> Mapped;
 
-    /// Sees every bio of the target complete (also those it completed itself).
-    fn end_io(&self, bio: Bio<'_, Self>, status: Status) -> EndIo;
+    /// Sees every bio `map` saw complete, also those the target completed
+    /// itself. Any context, hardirq included; must not sleep.
+    fn end_io(&self, _bio: Bio<'_, Self>, _status: Status) -> EndIo {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
-    /// Gets back a bio given to [`io::IoClient::write_all`], with one bit set
-    /// per destination that failed, or that did not support the operation.
-    fn write_done(&self, bio: OwnedBio<Self>, failed: u64, unsupported: u64);
+    /// Called by the destructor before the instance is dropped, with no
+    /// bio in flight: stop everything that could still call back into it
+    /// (workers). Process context.
+    fn stop(&self) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
-    /// Gets back a bio given to [`io::IoClient::read`].
-    fn read_done(&self, bio: OwnedBio<Self>, failed: bool, unsupported: bool);
-
-    /// A [`kcopyd::Kcopyd::copy`] of `region` ended.
-    fn copy_done(&self, region: Region, read_failed: bool, write_failed: u64);
-
-    /// The region hash hands back writes it delayed during a recovery.
-    fn dispatch_delayed(&self, bios: BioList<Self>);
-
-    /// The region hash asks for the worker to run. Any context.
-    fn wake(&self);
-
-    /// The body of the target's [`worker::Worker`].
-    fn work(&self);
-
-    /// Called by the destructor before the target is dropped: stop and flush
-    /// everything that could still call back into it (the worker).
-    fn stop(&self);
-
-    /// The dirty log asks for the legs' caches to be flushed (disk log,
-    /// before it records regions as clean). Process context.
-    fn flush_legs(&self) -> Result;
-
-    /// Writes `dmsetup status` or `dmsetup table` output.
-    fn status(&self, kind: StatusType, out: &mut StatusWriter<'_>);
+    /// Writes `dmsetup status` or `dmsetup table` output. Process context.
+    fn status(&self, _kind: StatusType, _out: &mut StatusWriter<'_>) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
     /// Handles `dmsetup message`; `Ok(true)` when it wrote a reply to `out`.
-    fn message(&self, args: &[&str], out: &mut StatusWriter<'_>) -> Result<bool>;
+    /// Process context.
+    fn message(&self, _args: &[&str], _out: &mut StatusWriter<'_>) -> Result<bool> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
-    /// Calls `f(device, start, len)` for every device the target maps to,
-    /// stopping at the first non-zero result, which it returns.
-    fn iterate_devices(&self, f: &mut dyn FnMut(&Device, u64) -> i32) -> i32;
+    /// Calls `f(device, start)` for every device the target maps to,
+    /// stopping at the first non-zero result, which it returns. Process
+    /// context.
+    fn iterate_devices(&self, _f: &mut dyn FnMut(&Device, u64) -> i32) -> i32 {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
     /// Before suspend. Process context.
-    fn presuspend(&self) {}
+    fn presuspend(&self) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
     /// The suspend that called `presuspend` failed or was interrupted (a
     /// signal while dm core waited for I/O): the target goes on running as
     /// if it had not been asked to suspend. Process context.
-    fn presuspend_undo(&self) {}
-    /// After suspend: no I/O is in flight.
-    fn postsuspend(&self) {}
-    /// On resume.
-    fn resume(&self) {}
-}
-
-/// A bounded writer over the result buffer of a status or message call, like
-/// dm's `DMEMIT`: output is truncated at the buffer's end and kept NUL-terminated.
-pub(crate) struct StatusWriter<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
-}
-
-impl<'a> StatusWriter<'a> {
-    fn new(buf: &'a mut [u8]) -> Self {
-        if let Some(b) = buf.first_mut() {
-            *b = 0;
-        }
-        Self { buf, pos: 0 }
+    fn presuspend_undo(&self) {
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Lets C write at the current position: `f(buf, maxlen)` returns the
-    /// number of bytes it wrote (not counting the NUL).
-    fn append_raw(&mut self, f: impl FnOnce(*mut c_char, c_uint) -> c_int) {
-        let room = self.buf.len().saturating_sub(self.pos);
-        if room == 0 {
-            return;
-        }
-        let ptr = self.buf[self.pos..].as_mut_ptr().cast();
-        let n = f(ptr, room as c_uint);
-        let n = usize::try_from(n).unwrap_or(0);
-        // C status methods return the length they wrote, which snprintf may
-        // have truncated: find the real end.
-        let end = self.buf[self.pos..]
-            .iter()
-            .position(|&b| b == 0)
-            .map_or(self.buf.len(), |p| self.pos + p);
-        self.pos = end.min(self.pos + n.max(end - self.pos));
-        if self.pos >= self.buf.len() {
-            self.pos = self.buf.len() - 1;
-            self.buf[self.pos] = 0;
-        }
+    /// After suspend: no bio of the target is in flight. Process context.
+    fn postsuspend(&self) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// On resume. Process context.
+    fn resume(&self) {
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
 
-impl core::fmt::Write for StatusWriter<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        // Leave room for the NUL.
-        let room = self.buf.len().saturating_sub(self.pos + 1);
-        let n = s.len().min(room);
-        self.buf[self.pos..self.pos + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.pos += n;
-        if let Some(b) = self.buf.get_mut(self.pos) {
-            *b = 0;
-        }
-        if n < s.len() {
-            Err(core::fmt::Error)
-        } else {
-            Ok(())
-        }
-    }
-}
+/// The bounded writer over the result buffer of a status or message call,
+/// like dm's `DMEMIT`: the core's [`BufWriter`](crate::mcore::status::BufWriter),
+/// tested on the host.
+pub(crate) use crate::mcore::status::BufWriter as StatusWriter;
 
 /// A registered target type; unregistered on drop.
 ///
@@ -225,14 +188,46 @@ impl<T: TargetOperations> Registration<T> {
             ctr: Some(ctr::<T>),
             dtr: Some(dtr::<T>),
             map: Some(map::<T>),
-            end_io: Some(end_io::<T>),
-            presuspend: Some(presuspend::<T>),
-            presuspend_undo: Some(presuspend_undo::<T>),
-            postsuspend: Some(postsuspend::<T>),
-            resume: Some(resume::<T>),
-            status: Some(status::<T>),
-            message: Some(message::<T>),
-            iterate_devices: Some(iterate_devices::<T>),
+            end_io: if T::HAS_END_IO {
+                Some(end_io::<T>)
+            } else {
+                None
+            },
+            presuspend: if T::HAS_PRESUSPEND {
+                Some(presuspend::<T>)
+            } else {
+                None
+            },
+            presuspend_undo: if T::HAS_PRESUSPEND_UNDO {
+                Some(presuspend_undo::<T>)
+            } else {
+                None
+            },
+            postsuspend: if T::HAS_POSTSUSPEND {
+                Some(postsuspend::<T>)
+            } else {
+                None
+            },
+            resume: if T::HAS_RESUME {
+                Some(resume::<T>)
+            } else {
+                None
+            },
+            status: if T::HAS_STATUS {
+                Some(status::<T>)
+            } else {
+                None
+            },
+            message: if T::HAS_MESSAGE {
+                Some(message::<T>)
+            } else {
+                None
+            },
+            iterate_devices: if T::HAS_ITERATE_DEVICES {
+                Some(iterate_devices::<T>)
+            } else {
+                None
+            },
             ..Default::default()
         };
         let mut tt = KBox::pin(tt, GFP_KERNEL)?;
@@ -262,15 +257,17 @@ unsafe impl<T: TargetOperations> Send for Registration<T> {}
 // SAFETY: as above; shared references give no access.
 unsafe impl<T: TargetOperations> Sync for Registration<T> {}
 
-/// The target's private data.
+/// The instance behind `ti->private`.
 ///
 /// # Safety
 ///
-/// `ti` must be a constructed target of type `T` (its `private` set by `ctr::<T>`)
-/// that is not being destroyed.
+/// `ti` must be a target of type `T` that `ctr::<T>` constructed (so that
+/// `private` came from [`ForeignOwnable::into_foreign`] on a
+/// `Pin<KBox<T>>`) and that `dtr::<T>` does not drop during `'a`.
 unsafe fn private<'a, T: TargetOperations>(ti: *mut bindings::dm_target) -> &'a T {
-    // SAFETY: per the function's contract `private` holds a live `T`, freed only in `dtr`.
-    unsafe { &*(*ti).private.cast::<T>() }
+    // SAFETY: per the function's contract `private` came from
+    // `into_foreign` and is passed to `from_foreign` only after `'a`.
+    unsafe { <Pin<KBox<T>> as ForeignOwnable>::borrow((*ti).private) }.get_ref()
 }
 
 /// `ctr` of the target type.
@@ -300,12 +297,10 @@ unsafe extern "C" fn ctr<T: TargetOperations>(
     };
     match T::ctr(&mut target, &args) {
         Ok(t) => {
-            target.set_io_shape(1, 1, core::mem::size_of::<bio::PerBioData<T::PerBio>>());
-            // SAFETY: the pinned box is never moved again: its raw pointer
-            // lives in `ti->private` until `dtr` rebuilds the box and drops it.
-            let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(t) });
-            // SAFETY: `ti` is live and being constructed.
-            unsafe { (*ti).private = raw.cast() };
+            target.set_per_bio_data_size(core::mem::size_of::<bio::PerBioData<T::PerBio>>());
+            // SAFETY: `ti` is live and being constructed; dm core keeps
+            // `private` for us until `dtr`, which takes the box back.
+            unsafe { (*ti).private = t.into_foreign() };
             0
         }
         Err(e) => {
@@ -322,17 +317,18 @@ unsafe extern "C" fn ctr<T: TargetOperations>(
 /// Called by dm core only, once, for a target `ctr::<T>` constructed, with no
 /// I/O in flight.
 unsafe extern "C" fn dtr<T: TargetOperations>(ti: *mut bindings::dm_target) {
-    // SAFETY: a constructed target with no I/O left: quiesce its workers
-    // while it is still shared.
-    unsafe { private::<T>(ti) }.stop();
-    // SAFETY: `ctr::<T>` succeeded, so `private` is the pointer of a pinned
-    // `KBox<T>`; dm core calls `dtr` once, with no I/O left, and `stop`
-    // ended every callback.
-    unsafe {
-        let raw = (*ti).private.cast::<T>();
-        (*ti).private = core::ptr::null_mut();
-        drop(Pin::new_unchecked(KBox::from_raw(raw)));
+    if T::HAS_STOP {
+        // SAFETY: a constructed target with no I/O left: quiesce what could
+        // call back while it is still shared.
+        unsafe { private::<T>(ti) }.stop();
     }
+    // SAFETY: `ctr::<T>` succeeded, so `private` came from `into_foreign`;
+    // dm core calls `dtr` once, with no I/O left, and `stop` ended every
+    // callback, so no borrow outlives this.
+    let instance = unsafe { <Pin<KBox<T>> as ForeignOwnable>::from_foreign((*ti).private) };
+    // SAFETY: `ti` is live until dm core frees it after `dtr`.
+    unsafe { (*ti).private = core::ptr::null_mut() };
+    drop(instance);
 }
 
 /// `map` of the target type.
@@ -522,8 +518,9 @@ impl Status {
 /// `DM_TARGET_ATOMIC_WRITES`: the target passes `REQ_ATOMIC` writes on intact.
 pub(crate) const TARGET_ATOMIC_WRITES: u64 = bindings::DM_TARGET_ATOMIC_WRITES as u64;
 
-/// Monotonic time in nanoseconds (`ktime_get_ns`), for I/O latency.
+/// Monotonic time in nanoseconds (`ktime_get()`), for I/O latency and rate
+/// limits. Any context but NMI.
 pub(crate) fn now_ns() -> u64 {
-    // SAFETY: no preconditions; callable from any context.
-    unsafe { bindings::dmmr_ktime_ns() }
+    // `ktime_get()` is never negative.
+    u64::try_from(<Monotonic as ClockSource>::ktime_get()).unwrap_or(0)
 }

@@ -1,48 +1,58 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Kernel log lines with dm's prefix, `device-mapper: mirror: `, like DMERR.
+//! Kernel log lines with the target's prefix, like DMERR.
+//!
+//! The crate that uses this layer defines its prefix as C's
+//! `DM_NAME ": " DM_MSG_PREFIX` would print it, at its root:
+//!
+//! ```ignore
+//! pub(crate) const DM_MSG_PREFIX: &core::ffi::CStr = c"device-mapper: mirror";
+//! ```
+//!
+//! and every line is `<prefix>: <text>`.
 
-/// The prefix DMERR/DMWARN/DMINFO print for `DM_MSG_PREFIX "mirror"`.
-pub(crate) const PREFIX: &[u8] = b"device-mapper: mirror\0";
-
-/// Prints an error line `device-mapper: mirror: <text>` (DMERR).
+/// Prints an error line `<prefix>: <text>` (DMERR).
 macro_rules! dm_err {
     ($($arg:tt)*) => {
         $crate::dm::print::emit(
             &::kernel::print::format_strings::ERR,
+            $crate::DM_MSG_PREFIX,
             format_args!("{}\n", format_args!($($arg)*)),
         )
     };
 }
 
-/// Prints a warning line `device-mapper: mirror: <text>` (DMWARN).
+/// Prints a warning line `<prefix>: <text>` (DMWARN).
 macro_rules! dm_warn {
     ($($arg:tt)*) => {
         $crate::dm::print::emit(
             &::kernel::print::format_strings::WARNING,
+            $crate::DM_MSG_PREFIX,
             format_args!("{}\n", format_args!($($arg)*)),
         )
     };
 }
 
-/// Prints an info line `device-mapper: mirror: <text>` (DMINFO).
+/// Prints an info line `<prefix>: <text>` (DMINFO).
 macro_rules! dm_info {
     ($($arg:tt)*) => {
         $crate::dm::print::emit(
             &::kernel::print::format_strings::INFO,
+            $crate::DM_MSG_PREFIX,
             format_args!("{}\n", format_args!($($arg)*)),
         )
     };
 }
 
-/// Prints one line with the dm prefix at the level of `format`.
+/// Prints one line with `prefix` at the level of `format`.
 pub(crate) fn emit(
     format: &[u8; kernel::print::format_strings::LENGTH],
+    prefix: &core::ffi::CStr,
     args: core::fmt::Arguments<'_>,
 ) {
-    // SAFETY: `format` is one of the kernel's fixed format strings and `PREFIX`
-    // is NUL-terminated, which is all `call_printk` requires.
-    unsafe { kernel::print::call_printk(format, PREFIX, args) };
+    // SAFETY: `format` is one of the kernel's fixed format strings and
+    // `prefix` is NUL-terminated, which is all `call_printk` requires.
+    unsafe { kernel::print::call_printk(format, prefix.to_bytes_with_nul(), args) };
 }
 
 /// Prints an error line like [`dm_err!`], rate limited per call site like

@@ -19,13 +19,21 @@ use core::{
 use kernel::{
     error::{
         code::{EINVAL, ENOMEM},
-        Error, Result,
+        from_err_ptr, Error, Result,
     },
     ffi::c_void,
 };
 
-/// Most regions recovered at once (dm-raid1's `MAX_RECOVERY`).
-pub(crate) const MAX_RECOVERY: u32 = 1;
+/// The region hash's calls into the target.
+pub(crate) trait RegionHashCallbacks: TargetOperations {
+    /// The region hash hands back writes it delayed during a recovery.
+    /// Called where the recovery ends (kcopyd's completion: process
+    /// context).
+    fn dispatch_delayed(&self, bios: BioList<Self>);
+
+    /// The region hash asks for the target's worker to run. Any context.
+    fn wake(&self);
+}
 
 /// What the region hash knows about a region.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -51,8 +59,12 @@ pub(crate) struct Region {
 }
 
 impl Region {
-    pub(super) fn from_raw(reg: *mut bindings::dm_region) -> Option<Self> {
-        // INVARIANT: callers pass regions from `dm_rh_recovery_start`.
+    /// # Safety
+    ///
+    /// `reg` is NULL or a region that `dm_rh_recovery_start` handed out and
+    /// that nobody has ended yet (the ownership of ending it moves here).
+    pub(super) unsafe fn from_raw(reg: *mut bindings::dm_region) -> Option<Self> {
+        // INVARIANT: per the function's contract.
         Some(Self {
             reg: NonNull::new(reg)?,
         })
@@ -84,7 +96,7 @@ unsafe impl Send for Region {}
 /// `rh` is live until `drop`, its context is the target `ti` of type `T`, and
 /// `log` is the log it owns (not destroyed separately); both cover regions
 /// `0..nr_regions` of `region_size` sectors (a power of two) from `begin`.
-pub(crate) struct RegionHash<T: TargetOperations> {
+pub(crate) struct RegionHash<T: RegionHashCallbacks> {
     rh: NonNull<bindings::dm_region_hash>,
     log: ManuallyDrop<DirtyLog>,
     nr_regions: u64,
@@ -107,46 +119,45 @@ fn bad_region(region: u64, nr_regions: u64) -> Error {
     EINVAL
 }
 
-impl<T: TargetOperations> RegionHash<T> {
-    /// Creates the region hash; it takes over `log`.
+impl<T: RegionHashCallbacks> RegionHash<T> {
+    /// Creates the region hash over `nr_regions` regions of `region_size`
+    /// sectors, recovering at most `max_recovery` at once; it takes over
+    /// `log`.
     pub(crate) fn new(
         target: &Target,
         log: DirtyLog,
         region_size: u32,
         nr_regions: u64,
+        max_recovery: u32,
     ) -> Result<Self> {
         let log = ManuallyDrop::new(log);
         // SAFETY: the callbacks match the C prototypes and get `ti` back as
         // context; they run only for I/O, after the constructor stored the
         // target in `ti->private`, and stop before the destructor drops it.
         // The log is live and handed over.
-        let rh = unsafe {
+        let rh = from_err_ptr(unsafe {
             bindings::dm_region_hash_create(
                 target.as_raw().cast(),
                 Some(dispatch_bios::<T>),
                 Some(wakeup_workers::<T>),
                 Some(bindings::dmmr_wake_recovery_waiters),
                 target.begin(),
-                MAX_RECOVERY,
+                max_recovery,
                 log.as_raw(),
                 region_size,
                 nr_regions,
             )
-        };
-        let addr = rh as usize;
-        if rh.is_null() || addr >= (-4095isize) as usize {
+        });
+        // `dm_region_hash_create` returns an ERR_PTR, never NULL.
+        let Some(rh) = rh.ok().and_then(NonNull::new) else {
             // The region hash did not take the log: destroy it ourselves.
             drop(ManuallyDrop::into_inner(log));
-            return Err(if rh.is_null() {
-                ENOMEM
-            } else {
-                Error::from_errno(addr as isize as i32)
-            });
-        }
+            return Err(rh.err().unwrap_or(ENOMEM));
+        };
         // INVARIANT: a fresh region hash owning `log`, context `ti`, over
         // `nr_regions` regions of `region_size` sectors from `begin`.
         Ok(Self {
-            rh: NonNull::new(rh).ok_or(ENOMEM)?,
+            rh,
             log,
             nr_regions,
             region_shift: region_size.trailing_zeros(),
@@ -296,8 +307,9 @@ impl<T: TargetOperations> RegionHash<T> {
 
     /// A quiesced region ready to be copied, if any.
     pub(crate) fn recovery_start(&self) -> Option<Region> {
-        // SAFETY: live region hash.
-        Region::from_raw(unsafe { bindings::dm_rh_recovery_start(self.raw()) })
+        // SAFETY: live region hash; what `dm_rh_recovery_start` returns is
+        // NULL or a region in recovery that only we will end.
+        unsafe { Region::from_raw(bindings::dm_rh_recovery_start(self.raw())) }
     }
 
     /// Ends the recovery of `region`.
@@ -322,7 +334,7 @@ impl<T: TargetOperations> RegionHash<T> {
     }
 }
 
-impl<T: TargetOperations> Drop for RegionHash<T> {
+impl<T: RegionHashCallbacks> Drop for RegionHash<T> {
     fn drop(&mut self) {
         // SAFETY: by the type invariant the hash is live and owns the log:
         // this destroys both, once.
@@ -332,16 +344,16 @@ impl<T: TargetOperations> Drop for RegionHash<T> {
 
 // SAFETY: the region hash locks internally; its functions may be called from
 // any thread (the ones that sleep are documented as worker-only).
-unsafe impl<T: TargetOperations> Send for RegionHash<T> {}
+unsafe impl<T: RegionHashCallbacks> Send for RegionHash<T> {}
 // SAFETY: as above.
-unsafe impl<T: TargetOperations> Sync for RegionHash<T> {}
+unsafe impl<T: RegionHashCallbacks> Sync for RegionHash<T> {}
 
 /// The region hash hands back delayed writes.
 ///
 /// # Safety
 ///
 /// Called by dm-region-hash only, with the context given in `RegionHash::new`.
-unsafe extern "C" fn dispatch_bios<T: TargetOperations>(
+unsafe extern "C" fn dispatch_bios<T: RegionHashCallbacks>(
     context: *mut c_void,
     bios: *mut bindings::bio_list,
 ) {
@@ -358,7 +370,7 @@ unsafe extern "C" fn dispatch_bios<T: TargetOperations>(
 /// # Safety
 ///
 /// As for `dispatch_bios`.
-unsafe extern "C" fn wakeup_workers<T: TargetOperations>(context: *mut c_void) {
+unsafe extern "C" fn wakeup_workers<T: RegionHashCallbacks>(context: *mut c_void) {
     // SAFETY: `context` is the target, live while the region hash is.
     unsafe { super::private::<T>(context.cast()) }.wake();
 }

@@ -79,16 +79,27 @@ impl Target {
         to_result(unsafe { bindings::dm_set_target_max_io_len(self.ti, sectors.into()) })
     }
 
-    /// Asks dm core for one empty flush and one discard bio per target, and
-    /// reserves `per_io` bytes of per-bio data.
-    pub(super) fn set_io_shape(&mut self, flush_bios: u32, discard_bios: u32, per_io: usize) {
-        // SAFETY: `ti` is live and still being constructed, when dm core reads
-        // these fields afterwards.
-        unsafe {
-            (*self.ti).num_flush_bios = flush_bios;
-            (*self.ti).num_discard_bios = discard_bios;
-            (*self.ti).per_io_data_size = per_io as u32;
-        }
+    /// How many empty flush bios dm core sends the target for each flush
+    /// (`num_flush_bios`; 0: the target gets no flushes). Constructor only.
+    pub(crate) fn set_num_flush_bios(&mut self, bios: u32) {
+        // SAFETY: `ti` is live and still being constructed; dm core reads
+        // the field afterwards.
+        unsafe { (*self.ti).num_flush_bios = bios };
+    }
+
+    /// How many bios dm core sends the target for each discard
+    /// (`num_discard_bios`; 0: discards are not supported). Constructor
+    /// only.
+    pub(crate) fn set_num_discard_bios(&mut self, bios: u32) {
+        // SAFETY: as in `set_num_flush_bios`.
+        unsafe { (*self.ti).num_discard_bios = bios };
+    }
+
+    /// Reserves `bytes` of per-bio data (the layer's, sized for the
+    /// target's record). Constructor trampoline only.
+    pub(super) fn set_per_bio_data_size(&mut self, bytes: usize) {
+        // SAFETY: as in `set_num_flush_bios`.
+        unsafe { (*self.ti).per_io_data_size = u32::try_from(bytes).unwrap_or(u32::MAX) };
     }
 
     /// Opens the block device `path` (a path or `major:minor`) in the table's mode.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The target's worker: one work item on a private, reclaim-safe work queue
-//! (dm-raid1's `kmirrord`), calling [`TargetOperations::work`].
+//! (dm-raid1's `kmirrord`), calling [`WorkerCallback::work`].
 
 use super::{bindings, target::Target, TargetOperations};
 use core::{ffi::CStr, marker::PhantomData, ptr::NonNull};
@@ -10,7 +10,15 @@ use kernel::{
     error::{code::ENOMEM, Result},
     prelude::*,
     str::CStrExt,
+    types::Opaque,
 };
+
+/// The target's work function.
+pub(crate) trait WorkerCallback: TargetOperations {
+    /// The body of the target's [`Worker`]. Process context (the work
+    /// queue), may sleep.
+    fn work(&self);
+}
 
 /// The work item and the target it works for.
 ///
@@ -18,8 +26,27 @@ use kernel::{
 /// and casts it back to the whole struct.
 #[repr(C)]
 struct WorkItem {
-    work: bindings::work_struct,
+    /// Written by the work queue code (C) whenever it queues or runs it.
+    work: Opaque<bindings::work_struct>,
     ti: *mut bindings::dm_target,
+}
+
+/// Flags of a work queue (`WQ_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct QueueFlags(kernel::ffi::c_uint);
+
+impl QueueFlags {
+    /// `WQ_MEM_RECLAIM`: a rescuer thread guarantees progress under memory
+    /// pressure (for queues on the I/O path).
+    pub(crate) const MEM_RECLAIM: Self = Self(bindings::wq_flags_WQ_MEM_RECLAIM);
+    /// `WQ_PERCPU`: work runs on the CPU that queued it.
+    pub(crate) const PERCPU: Self = Self(bindings::wq_flags_WQ_PERCPU);
+
+    /// Both sets.
+    #[must_use]
+    pub(crate) const fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
 }
 
 /// A work queue with one work item for target `T`.
@@ -30,26 +57,27 @@ struct WorkItem {
 /// whose private data is a `T` from the end of the constructor until the
 /// destructor has called [`Worker::flush`] (the dtr trampoline calls
 /// [`TargetOperations::stop`], which must flush, before dropping `T`).
-pub(crate) struct Worker<T: TargetOperations> {
+pub(crate) struct Worker<T: WorkerCallback> {
     wq: NonNull<bindings::workqueue_struct>,
     item: KBox<WorkItem>,
     _t: PhantomData<T>,
 }
 
-impl<T: TargetOperations> Worker<T> {
-    /// Creates the queue `name` and a work item for `target`.
-    pub(crate) fn new(target: &Target, name: &'static CStr) -> Result<Self> {
-        let mut item = KBox::new(
+impl<T: WorkerCallback> Worker<T> {
+    /// Creates the queue `name` with `flags` and a work item for `target`.
+    pub(crate) fn new(target: &Target, name: &'static CStr, flags: QueueFlags) -> Result<Self> {
+        let item = KBox::new(
             WorkItem {
-                work: bindings::work_struct::default(),
+                work: Opaque::uninit(),
                 ti: target.as_raw(),
             },
             GFP_KERNEL,
         )?;
-        // SAFETY: `item.work` is valid, boxed (it never moves) and not queued.
-        unsafe { bindings::dmmr_init_work(&mut item.work, Some(work_fn::<T>)) };
+        // SAFETY: `item.work` is boxed (it never moves) and not queued;
+        // `INIT_WORK` initialises it.
+        unsafe { bindings::dmmr_init_work(item.work.get(), Some(work_fn::<T>)) };
         // SAFETY: `name` is NUL-terminated and static.
-        let wq = unsafe { bindings::dmmr_alloc_workqueue(name.as_char_ptr()) };
+        let wq = unsafe { bindings::dmmr_alloc_workqueue(name.as_char_ptr(), flags.0) };
         let wq = NonNull::new(wq).ok_or(ENOMEM)?;
         // INVARIANT: a fresh queue and work item for `target`.
         Ok(Self {
@@ -62,10 +90,10 @@ impl<T: TargetOperations> Worker<T> {
     /// Queues the work item (a no-op while it is queued and not yet running).
     /// Callable from any context, I/O completion included.
     pub(crate) fn queue(&self) {
-        let work = core::ptr::from_ref(&self.item.work).cast_mut();
-        // SAFETY: both are live (type invariant); the work item's memory is
-        // only written by the work queue code, which owns its synchronisation.
-        unsafe { bindings::dmmr_queue_work(self.wq.as_ptr(), work) };
+        // SAFETY: both are live and the item initialised (type invariant);
+        // the work queue code owns the item's synchronisation, and `Opaque`
+        // lets it write through a shared reference.
+        unsafe { bindings::dmmr_queue_work(self.wq.as_ptr(), self.item.work.get()) };
     }
 
     /// Waits until the work item is idle (not queued, not running).
@@ -75,7 +103,7 @@ impl<T: TargetOperations> Worker<T> {
     }
 }
 
-impl<T: TargetOperations> Drop for Worker<T> {
+impl<T: WorkerCallback> Drop for Worker<T> {
     fn drop(&mut self) {
         // SAFETY: `wq` is live and destroyed once; destroying drains it, so
         // the work item is idle before its box is freed.
@@ -84,16 +112,16 @@ impl<T: TargetOperations> Drop for Worker<T> {
 }
 
 // SAFETY: queueing and flushing are allowed from any thread.
-unsafe impl<T: TargetOperations> Send for Worker<T> {}
+unsafe impl<T: WorkerCallback> Send for Worker<T> {}
 // SAFETY: as above; `&self` only queues or flushes.
-unsafe impl<T: TargetOperations> Sync for Worker<T> {}
+unsafe impl<T: WorkerCallback> Sync for Worker<T> {}
 
 /// The work function.
 ///
 /// # Safety
 ///
 /// Called by the work queue only, for a work item of a [`Worker<T>`].
-unsafe extern "C" fn work_fn<T: TargetOperations>(work: *mut bindings::work_struct) {
+unsafe extern "C" fn work_fn<T: WorkerCallback>(work: *mut bindings::work_struct) {
     // SAFETY: `work` is the first field of a `WorkItem` (repr(C)); per the
     // `Worker` invariant its target holds a `T` while work can run.
     unsafe {

@@ -9,12 +9,19 @@
 //! hash, to every leg with dm-io) and failures (held for userspace under
 //! `handle_errors`, requeued by a noflush suspend).
 
+#![forbid(unsafe_code)]
+
 mod leg;
 
 use crate::dm::{
-    self, dirty_log::DirtyLog, io::IoClient, kcopyd::Kcopyd, region_hash, region_hash::RegionHash,
-    region_hash::RegionState, worker::Worker, Args, Bio, BioDetails, BioKind, BioList, CtrError,
-    EndIo, Mapped, OwnedBio, Region, Status, StatusType, StatusWriter, Target, TargetOperations,
+    self,
+    dirty_log::{DirtyLog, DirtyLogCallbacks},
+    io::{IoClient, IoCompletion},
+    kcopyd::{CopyCompletion, Kcopyd},
+    region_hash::{RegionHash, RegionHashCallbacks, RegionState},
+    worker::{QueueFlags, Worker, WorkerCallback},
+    Args, Bio, BioDetails, BioKind, BioList, CtrError, EndIo, Mapped, OpFlags, OwnedBio, Region,
+    Status, StatusType, StatusWriter, Target, TargetOperations,
 };
 use crate::mcore::{
     freshness::{Freshness, FreshnessError},
@@ -40,6 +47,10 @@ pub(crate) const TARGET_VERSION: [u32; 3] = [1, 15, 0];
 /// As dm-raid1: atomic writes pass through to every leg.
 pub(crate) const TARGET_FEATURES: u64 = dm::TARGET_ATOMIC_WRITES;
 
+/// The flags of a write that its copies to the legs keep (dm-raid1's
+/// `do_write()`).
+const WRITE_FLAGS: OpFlags = OpFlags::FUA.with(OpFlags::PREFLUSH).with(OpFlags::ATOMIC);
+
 /// A region being resynchronised, and the leg it is copied from.
 #[derive(Clone, Copy)]
 struct Recovery {
@@ -47,8 +58,11 @@ struct Recovery {
     source: u8,
 }
 
+/// Most regions recovered at once (dm-raid1's `MAX_RECOVERY`).
+const MAX_RECOVERY: u32 = 1;
+
 /// Slots for the regions the region hash lets us recover at once.
-const RECOVERY_SLOTS: usize = region_hash::MAX_RECOVERY as usize;
+const RECOVERY_SLOTS: usize = MAX_RECOVERY as usize;
 
 /// Leg health, freshness, the read policy and the set-wide flags, under one
 /// lock: the completion paths and the `io_balance` message decide against
@@ -220,12 +234,13 @@ impl MirrorSet {
     }
 
     /// Picks a leg for a read of `region` among the healthy legs that hold
-    /// its latest data, and counts it as sent.
-    fn choose(&self, region: u64, sector: u64, nr_sectors: u32) -> Option<usize> {
+    /// its latest data, and counts it as sent at `now_ns` (the read's one
+    /// clock reading, also its start time).
+    fn choose(&self, region: u64, sector: u64, nr_sectors: u32, now_ns: u64) -> Option<usize> {
         let read = ReadRequest {
             sector,
             nr_sectors,
-            now_ns: dm::now_ns(),
+            now_ns,
         };
         let mut st = self.state.lock();
         let healthy = st.usable(self.nr_legs());
@@ -490,14 +505,15 @@ impl MirrorSet {
         while let Some(mut bio) = reads.pop() {
             let sector = bio.sector();
             let region = bio.record().region;
+            let now_ns = dm::now_ns();
             match self
-                .choose(region, sector, bio.sectors())
+                .choose(region, sector, bio.sectors(), now_ns)
                 .and_then(|i| Some((i, self.legs.get(i)?)))
             {
                 Some((idx, leg)) => {
                     *bio.record() = BioRecord {
                         region,
-                        start_ns: dm::now_ns(),
+                        start_ns: now_ns,
                         what: BioUse::WorkerRead {
                             leg: u8::try_from(idx).ok(),
                         },
@@ -645,6 +661,7 @@ impl MirrorSet {
             self.legs
                 .iter()
                 .map(|leg| (&leg.dev, leg.map_sector(sector))),
+            WRITE_FLAGS,
         );
     }
 
@@ -677,6 +694,7 @@ impl MirrorSet {
     }
 }
 
+#[vtable]
 impl TargetOperations for MirrorSet {
     type PerBio = BioRecord;
 
@@ -699,10 +717,13 @@ impl TargetOperations for MirrorSet {
             Some(n) if region_size.is_power_of_two() => n,
             _ => return Err(CtrError::invalid(c"Error creating mirror dirty log")),
         };
-        let rh = RegionHash::new(target, log, region_size, nr_regions).map_err(|err| CtrError {
-            msg: c"Error creating dirty region hash",
-            err,
-        })?;
+        let rh =
+            RegionHash::new(target, log, region_size, nr_regions, MAX_RECOVERY).map_err(|err| {
+                CtrError {
+                    msg: c"Error creating dirty region hash",
+                    err,
+                }
+            })?;
 
         let nomem = |err| CtrError {
             msg: c"Cannot allocate mirror context",
@@ -728,6 +749,9 @@ impl TargetOperations for MirrorSet {
             .map_err(|e| nomem(e.into()))?;
         }
 
+        // One empty flush and one discard per target, as dm-raid1.
+        target.set_num_flush_bios(1);
+        target.set_num_discard_bios(1);
         target.set_max_io_len(region_size).map_err(|err| CtrError {
             msg: c"Invalid region size",
             err,
@@ -740,7 +764,9 @@ impl TargetOperations for MirrorSet {
             msg: c"Error creating kcopyd client",
             err,
         })?;
-        let worker = Worker::new(target, c"kmirrord").map_err(|err| {
+        // As dm-raid1: a per-CPU, reclaim-safe queue, one per mirror set.
+        let flags = QueueFlags::MEM_RECLAIM.with(QueueFlags::PERCPU);
+        let worker = Worker::new(target, c"kmirrord", flags).map_err(|err| {
             dm_err!("couldn't start kmirrord");
             CtrError {
                 msg: c"Cannot allocate mirror context",
@@ -861,8 +887,9 @@ impl TargetOperations for MirrorSet {
                     self.queue(|q| &mut q.reads, owned);
                     return mapped;
                 }
+                let now_ns = dm::now_ns();
                 let Some((idx, leg)) = self
-                    .choose(region, sector, bio.sectors())
+                    .choose(region, sector, bio.sectors(), now_ns)
                     .and_then(|i| Some((i, self.legs.get(i)?)))
                 else {
                     return bio.kill();
@@ -870,7 +897,7 @@ impl TargetOperations for MirrorSet {
                 let details = bio.save_details();
                 *bio.record() = BioRecord {
                     region,
-                    start_ns: dm::now_ns(),
+                    start_ns: now_ns,
                     what: BioUse::RemappedRead {
                         leg: u8::try_from(idx).unwrap_or(0),
                         details,
@@ -931,198 +958,8 @@ impl TargetOperations for MirrorSet {
         end
     }
 
-    fn write_done(&self, mut bio: OwnedBio<Self>, failed: u64, unsupported: u64) {
-        let record = *bio.record();
-        match record.what {
-            BioUse::Discard => {
-                let mut q = self.queues.lock();
-                q.discards_in_flight = q.discards_in_flight.saturating_sub(1);
-                drop(q);
-                // A copy may have been waiting for it.
-                self.worker.queue();
-            }
-            BioUse::Write { covers, .. } => {
-                // Before the write is acknowledged: a read after the
-                // acknowledgement must not find a leg that missed it.
-                let missed = u16::try_from((failed | unsupported) & 0x1ff).unwrap_or(u16::MAX);
-                let reached = LegSet::from_bits(!missed).intersection(self.all_legs());
-                for idx in 0..self.nr_legs() {
-                    if failed & (1 << idx) != 0 {
-                        self.fail_leg(idx, LegErrors::WRITE);
-                    }
-                }
-                self.write_completed(record.region, reached, covers);
-            }
-            _ => {}
-        }
-        if failed == 0 && unsupported == 0 {
-            return bio.end(Status::ok());
-        }
-        // A discard a leg cannot do does not degrade the mirror.
-        if bio.kind() == BioKind::Discard {
-            return bio.end(Status::not_supported());
-        }
-        if failed == 0 {
-            return bio.end(Status::invalid());
-        }
-        if !matches!(record.what, BioUse::Write { .. }) {
-            for idx in 0..self.nr_legs() {
-                if failed & (1 << idx) != 0 {
-                    self.fail_leg(idx, LegErrors::WRITE);
-                }
-            }
-        }
-        // Raising events and holding may block: the worker decides.
-        self.queue(|q| &mut q.failures, bio);
-    }
-
-    fn read_done(&self, mut bio: OwnedBio<Self>, failed: bool, unsupported: bool) {
-        let record = *bio.record();
-        let BioUse::WorkerRead { leg: Some(leg) } = record.what else {
-            return bio.end(if failed {
-                Status::io_error()
-            } else {
-                Status::ok()
-            });
-        };
-        let idx = usize::from(leg);
-        self.complete_read(idx, record.start_ns, !failed);
-        if !failed {
-            return bio.end(if unsupported {
-                Status::invalid()
-            } else {
-                Status::ok()
-            });
-        }
-        self.fail_leg(idx, LegErrors::READ);
-        if self.read_is_possible(record.region) {
-            dm_warn_limit!(
-                "Read failure on mirror device {}. Trying alternative device.",
-                self.leg_name(idx)
-            );
-            *bio.record() = BioRecord {
-                region: record.region,
-                start_ns: 0,
-                what: BioUse::WorkerRead { leg: None },
-            };
-            self.queue(|q| &mut q.reads, bio);
-        } else {
-            dm_err_limit!(
-                "Read failure on mirror device {}.  Failing I/O.",
-                self.leg_name(idx)
-            );
-            bio.end(Status::io_error());
-        }
-    }
-
-    fn copy_done(&self, region: Region, read_failed: bool, write_failed: u64) {
-        let key = region.key();
-        let source = {
-            let mut st = self.state.lock();
-            let slot = st
-                .recoveries
-                .iter_mut()
-                .find(|r| r.is_some_and(|r| r.region == key));
-            match slot.and_then(Option::take) {
-                Some(r) => usize::from(r.source),
-                None => st.balancer.default_leg(),
-            }
-        };
-        if read_failed {
-            dm_err_limit!("Unable to read primary mirror during recovery");
-            self.fail_leg(source, LegErrors::SYNC);
-        }
-        // Bits count the destinations: every leg but the source.
-        let mut failed = LegSet::EMPTY;
-        let dests = self.all_legs().without(source);
-        for (bit, idx) in dests.iter().enumerate() {
-            if write_failed & (1 << bit) != 0 {
-                failed = failed.with(idx);
-            }
-        }
-        if write_failed != 0 {
-            dm_err_limit!("Write error during recovery (error = {:#x})", write_failed);
-            for idx in failed {
-                self.fail_leg(idx, LegErrors::SYNC);
-            }
-        }
-        let done = {
-            let mut st = self.state.lock();
-            let done = st
-                .freshness
-                .copy_completed(key, source, dests, failed, read_failed);
-            let healthy = st.usable(self.nr_legs());
-            let LegState {
-                freshness,
-                balancer,
-                ..
-            } = &mut *st;
-            freshness.keep_default_fresh(balancer, healthy);
-            done
-        };
-        if done.is_err() {
-            dm_err_limit!("recovered region {} out of range", key);
-        }
-        self.rh
-            .recovery_end(region, !(read_failed || write_failed != 0));
-    }
-
-    fn dispatch_delayed(&self, mut bios: BioList<Self>) {
-        self.queues.lock().writes.append(&mut bios);
-        self.worker.queue();
-    }
-
-    fn wake(&self) {
-        self.worker.queue();
-    }
-
-    fn work(&self) {
-        let event = core::mem::take(&mut self.state.lock().event_pending);
-        if event {
-            self.target.raise_event();
-        }
-        let copying = self.state.lock().recovery_in_flight();
-        let (reads, writes, failures) = {
-            let mut q = self.queues.lock();
-            let mut reads = BioList::new();
-            let mut writes = BioList::new();
-            let mut failures = BioList::new();
-            if !copying {
-                // The copies they waited for are over.
-                let mut waiting = BioList::new();
-                waiting.append(&mut q.discards);
-                while let Some(bio) = waiting.pop() {
-                    q.discards_queued = q.discards_queued.saturating_add(1);
-                    writes.push(bio);
-                }
-            }
-            reads.append(&mut q.reads);
-            writes.append(&mut q.writes);
-            failures.append(&mut q.failures);
-            (reads, writes, failures)
-        };
-        self.rh.update_states(self.features.handle_errors);
-        self.do_recovery();
-        self.do_reads(reads);
-        self.do_writes(writes);
-        self.do_failures(failures);
-    }
-
     fn stop(&self) {
         self.worker.flush();
-    }
-
-    fn flush_legs(&self) -> Result {
-        let failed = self.io.flush_sync(self.legs.iter().map(|l| &l.dev));
-        if failed == 0 {
-            return Ok(());
-        }
-        for idx in 0..self.nr_legs() {
-            if failed & (1 << idx) != 0 {
-                self.fail_leg(idx, LegErrors::FLUSH);
-            }
-        }
-        Err(EIO)
     }
 
     fn presuspend(&self) {
@@ -1249,5 +1086,205 @@ impl TargetOperations for MirrorSet {
             }
         }
         0
+    }
+}
+
+impl IoCompletion for MirrorSet {
+    fn write_done(&self, mut bio: OwnedBio<Self>, failed: u64, unsupported: u64) {
+        let record = *bio.record();
+        match record.what {
+            BioUse::Discard => {
+                let mut q = self.queues.lock();
+                q.discards_in_flight = q.discards_in_flight.saturating_sub(1);
+                drop(q);
+                // A copy may have been waiting for it.
+                self.worker.queue();
+            }
+            BioUse::Write { covers, .. } => {
+                // Before the write is acknowledged: a read after the
+                // acknowledgement must not find a leg that missed it.
+                let missed = u16::try_from((failed | unsupported) & 0x1ff).unwrap_or(u16::MAX);
+                let reached = LegSet::from_bits(!missed).intersection(self.all_legs());
+                for idx in 0..self.nr_legs() {
+                    if failed & (1 << idx) != 0 {
+                        self.fail_leg(idx, LegErrors::WRITE);
+                    }
+                }
+                self.write_completed(record.region, reached, covers);
+            }
+            _ => {}
+        }
+        if failed == 0 && unsupported == 0 {
+            return bio.end(Status::ok());
+        }
+        // A discard a leg cannot do does not degrade the mirror.
+        if bio.kind() == BioKind::Discard {
+            return bio.end(Status::not_supported());
+        }
+        if failed == 0 {
+            return bio.end(Status::invalid());
+        }
+        if !matches!(record.what, BioUse::Write { .. }) {
+            for idx in 0..self.nr_legs() {
+                if failed & (1 << idx) != 0 {
+                    self.fail_leg(idx, LegErrors::WRITE);
+                }
+            }
+        }
+        // Raising events and holding may block: the worker decides.
+        self.queue(|q| &mut q.failures, bio);
+    }
+
+    fn read_done(&self, mut bio: OwnedBio<Self>, failed: bool, unsupported: bool) {
+        let record = *bio.record();
+        let BioUse::WorkerRead { leg: Some(leg) } = record.what else {
+            return bio.end(if failed {
+                Status::io_error()
+            } else {
+                Status::ok()
+            });
+        };
+        let idx = usize::from(leg);
+        self.complete_read(idx, record.start_ns, !failed);
+        if !failed {
+            return bio.end(if unsupported {
+                Status::invalid()
+            } else {
+                Status::ok()
+            });
+        }
+        self.fail_leg(idx, LegErrors::READ);
+        if self.read_is_possible(record.region) {
+            dm_warn_limit!(
+                "Read failure on mirror device {}. Trying alternative device.",
+                self.leg_name(idx)
+            );
+            *bio.record() = BioRecord {
+                region: record.region,
+                start_ns: 0,
+                what: BioUse::WorkerRead { leg: None },
+            };
+            self.queue(|q| &mut q.reads, bio);
+        } else {
+            dm_err_limit!(
+                "Read failure on mirror device {}.  Failing I/O.",
+                self.leg_name(idx)
+            );
+            bio.end(Status::io_error());
+        }
+    }
+}
+
+impl CopyCompletion for MirrorSet {
+    fn copy_done(&self, region: Region, read_failed: bool, write_failed: u64) {
+        let key = region.key();
+        let source = {
+            let mut st = self.state.lock();
+            let slot = st
+                .recoveries
+                .iter_mut()
+                .find(|r| r.is_some_and(|r| r.region == key));
+            match slot.and_then(Option::take) {
+                Some(r) => usize::from(r.source),
+                None => st.balancer.default_leg(),
+            }
+        };
+        if read_failed {
+            dm_err_limit!("Unable to read primary mirror during recovery");
+            self.fail_leg(source, LegErrors::SYNC);
+        }
+        // Bits count the destinations: every leg but the source.
+        let mut failed = LegSet::EMPTY;
+        let dests = self.all_legs().without(source);
+        for (bit, idx) in dests.iter().enumerate() {
+            if write_failed & (1 << bit) != 0 {
+                failed = failed.with(idx);
+            }
+        }
+        if write_failed != 0 {
+            dm_err_limit!("Write error during recovery (error = {:#x})", write_failed);
+            for idx in failed {
+                self.fail_leg(idx, LegErrors::SYNC);
+            }
+        }
+        let done = {
+            let mut st = self.state.lock();
+            let done = st
+                .freshness
+                .copy_completed(key, source, dests, failed, read_failed);
+            let healthy = st.usable(self.nr_legs());
+            let LegState {
+                freshness,
+                balancer,
+                ..
+            } = &mut *st;
+            freshness.keep_default_fresh(balancer, healthy);
+            done
+        };
+        if done.is_err() {
+            dm_err_limit!("recovered region {} out of range", key);
+        }
+        self.rh
+            .recovery_end(region, !(read_failed || write_failed != 0));
+    }
+}
+
+impl RegionHashCallbacks for MirrorSet {
+    fn dispatch_delayed(&self, mut bios: BioList<Self>) {
+        self.queues.lock().writes.append(&mut bios);
+        self.worker.queue();
+    }
+
+    fn wake(&self) {
+        self.worker.queue();
+    }
+}
+
+impl WorkerCallback for MirrorSet {
+    fn work(&self) {
+        let event = core::mem::take(&mut self.state.lock().event_pending);
+        if event {
+            self.target.raise_event();
+        }
+        let copying = self.state.lock().recovery_in_flight();
+        let (reads, writes, failures) = {
+            let mut q = self.queues.lock();
+            let mut reads = BioList::new();
+            let mut writes = BioList::new();
+            let mut failures = BioList::new();
+            if !copying {
+                // The copies they waited for are over.
+                let mut waiting = BioList::new();
+                waiting.append(&mut q.discards);
+                while let Some(bio) = waiting.pop() {
+                    q.discards_queued = q.discards_queued.saturating_add(1);
+                    writes.push(bio);
+                }
+            }
+            reads.append(&mut q.reads);
+            writes.append(&mut q.writes);
+            failures.append(&mut q.failures);
+            (reads, writes, failures)
+        };
+        self.rh.update_states(self.features.handle_errors);
+        self.do_recovery();
+        self.do_reads(reads);
+        self.do_writes(writes);
+        self.do_failures(failures);
+    }
+}
+
+impl DirtyLogCallbacks for MirrorSet {
+    fn flush_legs(&self) -> Result {
+        let failed = self.io.flush_sync(self.legs.iter().map(|l| &l.dev));
+        if failed == 0 {
+            return Ok(());
+        }
+        for idx in 0..self.nr_legs() {
+            if failed & (1 << idx) != 0 {
+                self.fail_leg(idx, LegErrors::FLUSH);
+            }
+        }
+        Err(EIO)
     }
 }

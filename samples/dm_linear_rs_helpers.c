@@ -1,0 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The dm layer's C glue, built into the sample module too. */
+#define DMMR_NO_KCOPYD_THROTTLE
+#include "../src/dm/helpers.c"
