@@ -8,6 +8,8 @@
 //! `unsafe` of its own ([`linear`] forbids it). Only the tests load it
 //! (tests/guest/sample-linear.sh compares it with dm-linear byte for byte).
 
+#![warn(clippy::indexing_slicing)]
+
 // The sample uses a small part of the layer and of the core.
 #[allow(unused)]
 #[macro_use]

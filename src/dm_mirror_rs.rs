@@ -9,6 +9,9 @@
 //! - `mcore`: kernel-independent parsing, formatting and read policies, also
 //!   built and tested on the host (`cargo test`).
 
+// Under `CLIPPY=1`: no indexing that could panic, as in the core.
+#![warn(clippy::indexing_slicing)]
+
 #[macro_use]
 mod dm;
 #[path = "core/lib.rs"]

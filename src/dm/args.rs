@@ -46,11 +46,9 @@ impl<'a> Args<'a> {
             let word = unsafe { CStr::from_char_ptr(*argv.add(i)) };
             *slot = word.to_str().map_err(|_| kernel::error::code::EINVAL)?;
         }
+        let words = buf.get(..argc).ok_or(kernel::error::code::EINVAL)?;
         // INVARIANT: the first `argc` words were converted from `argv` above.
-        Ok(Self {
-            argv,
-            words: &buf[..argc],
-        })
+        Ok(Self { argv, words })
     }
 
     /// The words.
@@ -79,10 +77,12 @@ impl<'a> Args<'a> {
 /// path or name.
 pub(crate) fn to_c_str<'b>(s: &str, buf: &'b mut [u8]) -> Option<&'b CStr> {
     let bytes = s.as_bytes();
-    if bytes.len() >= buf.len() || bytes.contains(&0) {
+    if bytes.contains(&0) {
         return None;
     }
-    buf[..bytes.len()].copy_from_slice(bytes);
-    buf[bytes.len()] = 0;
-    CStr::from_bytes_with_nul(&buf[..=bytes.len()]).ok()
+    let with_nul = buf.get_mut(..=bytes.len())?;
+    let (text, nul) = with_nul.split_at_mut(bytes.len());
+    text.copy_from_slice(bytes);
+    nul.fill(0);
+    CStr::from_bytes_with_nul(with_nul).ok()
 }

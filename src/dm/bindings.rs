@@ -15,6 +15,7 @@
     improper_ctypes,
     unnecessary_transmutes,
     clippy::all,
+    clippy::indexing_slicing,
     clippy::undocumented_unsafe_blocks,
     clippy::ptr_as_ptr,
     clippy::ref_as_ptr,

@@ -89,7 +89,10 @@ impl IoClient {
         // SAFETY: the bio is live (type invariant of `OwnedBio`).
         let flags = unsafe { flags_of(bio.raw(), keep) };
         let opf = write_op(discard) | flags.raw();
-        self.submit::<T>(bio, opf, no_data, &mut regions[..nr], write_notify::<T>);
+        let Some(regions) = regions.get_mut(..nr) else {
+            return bio.end(super::Status::io_error());
+        };
+        self.submit::<T>(bio, opf, no_data, regions, write_notify::<T>);
     }
 
     /// Flushes every device's write cache and waits; returns a bit per device

@@ -1009,14 +1009,15 @@ impl TargetOperations for MirrorSet {
     fn status(&self, kind: StatusType, out: &mut StatusWriter<'_>) {
         let names = self.leg_names();
         let nr = self.nr_legs();
-        let names = &names[..nr];
+        let names = names.get(..nr).unwrap_or(&[]);
+        let health = self.health();
+        let health = health.get(..nr).unwrap_or(&[]);
         match kind {
             StatusType::Info => {
-                let health = self.health();
                 let _ = status::write_info_mirror_part(
                     out,
                     names,
-                    &health[..nr],
+                    health,
                     self.log().sync_count(),
                     self.nr_regions,
                 );
@@ -1031,15 +1032,15 @@ impl TargetOperations for MirrorSet {
                         offset: leg.offset,
                     };
                 }
-                let _ = status::write_table_mirror_part(out, &legs[..nr], &self.features);
+                let legs = legs.get(..nr).unwrap_or(&[]);
+                let _ = status::write_table_mirror_part(out, legs, &self.features);
             }
             StatusType::Ima => {
-                let health = self.health();
                 let _ = status::write_ima_mirror_part(
                     out,
                     TARGET_VERSION,
                     names,
-                    &health[..nr],
+                    health,
                     &self.features,
                 );
                 self.log().status(StatusType::Ima, out);
@@ -1050,7 +1051,7 @@ impl TargetOperations for MirrorSet {
 
     fn message(&self, args: &[&str], out: &mut StatusWriter<'_>) -> Result<bool> {
         let names = self.leg_names();
-        let names = &names[..self.nr_legs()];
+        let names = names.get(..self.nr_legs()).unwrap_or(&[]);
         let cmd = parse_message(args, names).map_err(|e| {
             dm_err!("{}", e);
             EINVAL
