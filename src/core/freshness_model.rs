@@ -53,13 +53,7 @@
 //! misses something the new log resyncs every region.
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::arithmetic_side_effects,
-    clippy::panic
-)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::super::freshness::Freshness;
     use super::super::legs::LegSet;

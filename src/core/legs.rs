@@ -176,11 +176,7 @@ impl IntoIterator for LegSet {
 
 #[cfg(test)]
 #[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::panic,
     clippy::needless_range_loop,
     clippy::type_complexity
 )]

@@ -557,11 +557,7 @@ pub fn resolve_leg(word: &str, leg_names: &[&str]) -> Option<LegRef> {
 
 #[cfg(test)]
 #[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::panic,
     clippy::needless_range_loop,
     clippy::type_complexity
 )]

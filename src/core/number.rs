@@ -35,11 +35,7 @@ pub fn parse_u32(word: &str) -> Option<u32> {
 
 #[cfg(test)]
 #[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::panic,
     clippy::needless_range_loop,
     clippy::type_complexity
 )]

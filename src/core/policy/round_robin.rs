@@ -64,11 +64,7 @@ impl ReadPolicy for RoundRobin {
 
 #[cfg(test)]
 #[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
     clippy::arithmetic_side_effects,
-    clippy::panic,
     clippy::needless_range_loop,
     clippy::type_complexity
 )]
