@@ -161,9 +161,13 @@ pub(crate) struct MirrorSet {
     queues: SpinLockIrq<Queues>,
 }
 
-/// What a bio is to the mirror, set in `map`.
+/// What `map` remembers about a bio for `end_io` and the callbacks: one
+/// variant per kind of bio the mirror handles. A `region` is the one of the
+/// sector dm core gave the bio (never a remapped one), checked against the
+/// region count; a `start_ns` is when a read was sent, for the adaptive
+/// policy's latency.
 #[derive(Clone, Copy, Default)]
-enum BioUse {
+pub(crate) enum BioRecord {
     /// Not seen by `map` yet, or nothing to remember (an empty flush).
     #[default]
     Other,
@@ -171,27 +175,49 @@ enum BioUse {
     /// `one_leg`: the region is out of sync and the write went to this leg
     /// alone; `pending`: counted pending in the region hash.
     Write {
+        region: u64,
         covers: bool,
         one_leg: Option<u8>,
         pending: bool,
     },
     /// A discard (sent to every leg, not counted in the region hash).
-    Discard,
+    Discard { region: u64 },
     /// A read remapped in `map` to `leg`; `details` restore it for a retry.
-    RemappedRead { leg: u8, details: BioDetails },
-    /// A read the worker sent through dm-io to `leg` (`None`: queued).
-    WorkerRead { leg: Option<u8> },
+    RemappedRead {
+        region: u64,
+        leg: u8,
+        start_ns: u64,
+        details: BioDetails,
+    },
+    /// A read the worker sends through dm-io: to `leg` (`None`: queued).
+    WorkerRead {
+        region: u64,
+        leg: Option<u8>,
+        start_ns: u64,
+    },
 }
 
-/// What `map` remembers about a bio for `end_io` and the callbacks.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct BioRecord {
-    /// The region, from the sector dm core gave the bio (never from a
-    /// remapped one), checked against the region count.
-    region: u64,
-    /// When a read was sent, for the adaptive policy's latency.
-    start_ns: u64,
-    what: BioUse,
+impl BioRecord {
+    /// The bio's region (0 for an empty flush, which has none: dm-raid1's
+    /// region functions give it region 0 too).
+    fn region(&self) -> u64 {
+        match *self {
+            BioRecord::Other => 0,
+            BioRecord::Write { region, .. }
+            | BioRecord::Discard { region }
+            | BioRecord::RemappedRead { region, .. }
+            | BioRecord::WorkerRead { region, .. } => region,
+        }
+    }
+
+    /// A queued worker read of `region`.
+    fn queued_read(region: u64) -> Self {
+        BioRecord::WorkerRead {
+            region,
+            leg: None,
+            start_ns: 0,
+        }
+    }
 }
 
 impl MirrorSet {
@@ -504,19 +530,17 @@ impl MirrorSet {
     fn do_reads(&self, mut reads: BioList<Self>) {
         while let Some(mut bio) = reads.pop() {
             let sector = bio.sector();
-            let region = bio.record().region;
+            let region = bio.record().region();
             let now_ns = dm::now_ns();
             match self
                 .choose(region, sector, bio.sectors(), now_ns)
                 .and_then(|i| Some((i, self.legs.get(i)?)))
             {
                 Some((idx, leg)) => {
-                    *bio.record() = BioRecord {
+                    *bio.record() = BioRecord::WorkerRead {
                         region,
+                        leg: u8::try_from(idx).ok(),
                         start_ns: now_ns,
-                        what: BioUse::WorkerRead {
-                            leg: u8::try_from(idx).ok(),
-                        },
                     };
                     self.io.read(bio, &leg.dev, leg.map_sector(sector));
                 }
@@ -528,12 +552,12 @@ impl MirrorSet {
     /// Counts a write pending in the region hash (before the log is
     /// flushed); a write whose region does not check out is failed.
     fn inc_pending(&self, mut bio: OwnedBio<Self>) -> Option<OwnedBio<Self>> {
-        let region = bio.record().region;
+        let region = bio.record().region();
         if self.rh.inc_pending(&mut bio, region).is_err() {
             bio.end(Status::io_error());
             return None;
         }
-        if let BioUse::Write { pending, .. } = &mut bio.record().what {
+        if let BioRecord::Write { pending, .. } = bio.record() {
             *pending = true;
         }
         Some(bio)
@@ -560,7 +584,7 @@ impl MirrorSet {
                 _ => {}
             }
             let mut bio = bio;
-            let region = bio.record().region;
+            let region = bio.record().region();
             match self.rh.state(region, true) {
                 Ok(RegionState::Clean | RegionState::Dirty) => {
                     if let Some(bio) = self.inc_pending(bio) {
@@ -595,7 +619,7 @@ impl MirrorSet {
             }
         }
         while let Some(mut bio) = recover.pop() {
-            let region = bio.record().region;
+            let region = bio.record().region();
             if let Err(bio) = self.rh.delay(bio, region) {
                 bio.end(Status::io_error());
             }
@@ -607,7 +631,7 @@ impl MirrorSet {
             }
             // Out of sync anyway: one leg, the one the resync will copy
             // from (the default leg unless it missed a write here).
-            let region = bio.record().region;
+            let region = bio.record().region();
             let idx = {
                 let st = self.state.lock();
                 let healthy = st.usable(self.nr_legs());
@@ -619,7 +643,7 @@ impl MirrorSet {
                 bio.end(Status::io_error());
                 continue;
             };
-            if let BioUse::Write { one_leg, .. } = &mut bio.record().what {
+            if let BioRecord::Write { one_leg, .. } = bio.record() {
                 *one_leg = u8::try_from(idx).ok();
             }
             let sector = leg.map_sector(bio.sector());
@@ -668,7 +692,7 @@ impl MirrorSet {
     fn do_failures(&self, mut failures: BioList<Self>) {
         let keep_log = self.features.keep_log;
         while let Some(mut bio) = failures.pop() {
-            let region = bio.record().region;
+            let region = bio.record().region();
             let (log_failure, any_usable) = {
                 let mut st = self.state.lock();
                 if !st.log_failure {
@@ -842,19 +866,15 @@ impl TargetOperations for MirrorSet {
         };
         match kind {
             BioKind::Write | BioKind::Flush | BioKind::Discard => {
-                let what = match kind {
-                    BioKind::Write => BioUse::Write {
+                *bio.record() = match kind {
+                    BioKind::Write => BioRecord::Write {
+                        region,
                         covers: self.covers_region(region, sector, bio.sectors()),
                         one_leg: None,
                         pending: false,
                     },
-                    BioKind::Discard => BioUse::Discard,
-                    _ => BioUse::Other,
-                };
-                *bio.record() = BioRecord {
-                    region,
-                    start_ns: 0,
-                    what,
+                    BioKind::Discard => BioRecord::Discard { region },
+                    _ => BioRecord::Other,
                 };
                 let (owned, mapped) = bio.submitted();
                 let mut q = self.queues.lock();
@@ -878,11 +898,7 @@ impl TargetOperations for MirrorSet {
                     if bio.is_readahead() {
                         return bio.kill();
                     }
-                    *bio.record() = BioRecord {
-                        region,
-                        start_ns: 0,
-                        what: BioUse::WorkerRead { leg: None },
-                    };
+                    *bio.record() = BioRecord::queued_read(region);
                     let (owned, mapped) = bio.submitted();
                     self.queue(|q| &mut q.reads, owned);
                     return mapped;
@@ -895,13 +911,11 @@ impl TargetOperations for MirrorSet {
                     return bio.kill();
                 };
                 let details = bio.save_details();
-                *bio.record() = BioRecord {
+                *bio.record() = BioRecord::RemappedRead {
                     region,
+                    leg: u8::try_from(idx).unwrap_or(0),
                     start_ns: now_ns,
-                    what: BioUse::RemappedRead {
-                        leg: u8::try_from(idx).unwrap_or(0),
-                        details,
-                    },
+                    details,
                 };
                 bio.remap(&leg.dev, leg.map_sector(sector))
             }
@@ -910,10 +924,9 @@ impl TargetOperations for MirrorSet {
     }
 
     fn end_io(&self, mut bio: Bio<'_, Self>, status: Status) -> EndIo {
-        let record = *bio.record();
-        let region = record.region;
-        let (idx, details) = match record.what {
-            BioUse::Write {
+        let (region, idx, start_ns, details) = match *bio.record() {
+            BioRecord::Write {
+                region,
                 covers,
                 one_leg,
                 pending,
@@ -932,10 +945,15 @@ impl TargetOperations for MirrorSet {
                 }
                 return bio.done(status);
             }
-            BioUse::RemappedRead { leg, details } => (usize::from(leg), details),
+            BioRecord::RemappedRead {
+                region,
+                leg,
+                start_ns,
+                details,
+            } => (region, usize::from(leg), start_ns, details),
             _ => return bio.done(status),
         };
-        self.complete_read(idx, record.start_ns, status.is_ok());
+        self.complete_read(idx, start_ns, status.is_ok());
         if status.is_ok() || status.is_unsupported() || bio.is_readahead() {
             return bio.done(status);
         }
@@ -949,11 +967,7 @@ impl TargetOperations for MirrorSet {
             return bio.done(status);
         }
         let (mut owned, end) = bio.retry(&details);
-        *owned.record() = BioRecord {
-            region,
-            start_ns: 0,
-            what: BioUse::WorkerRead { leg: None },
-        };
+        *owned.record() = BioRecord::queued_read(region);
         self.queue(|q| &mut q.reads, owned);
         end
     }
@@ -1093,15 +1107,15 @@ impl TargetOperations for MirrorSet {
 impl IoCompletion for MirrorSet {
     fn write_done(&self, mut bio: OwnedBio<Self>, failed: u64, unsupported: u64) {
         let record = *bio.record();
-        match record.what {
-            BioUse::Discard => {
+        match record {
+            BioRecord::Discard { .. } => {
                 let mut q = self.queues.lock();
                 q.discards_in_flight = q.discards_in_flight.saturating_sub(1);
                 drop(q);
                 // A copy may have been waiting for it.
                 self.worker.queue();
             }
-            BioUse::Write { covers, .. } => {
+            BioRecord::Write { region, covers, .. } => {
                 // Before the write is acknowledged: a read after the
                 // acknowledgement must not find a leg that missed it.
                 let missed = u16::try_from((failed | unsupported) & 0x1ff).unwrap_or(u16::MAX);
@@ -1111,7 +1125,7 @@ impl IoCompletion for MirrorSet {
                         self.fail_leg(idx, LegErrors::WRITE);
                     }
                 }
-                self.write_completed(record.region, reached, covers);
+                self.write_completed(region, reached, covers);
             }
             _ => {}
         }
@@ -1125,7 +1139,7 @@ impl IoCompletion for MirrorSet {
         if failed == 0 {
             return bio.end(Status::invalid());
         }
-        if !matches!(record.what, BioUse::Write { .. }) {
+        if !matches!(record, BioRecord::Write { .. }) {
             for idx in 0..self.nr_legs() {
                 if failed & (1 << idx) != 0 {
                     self.fail_leg(idx, LegErrors::WRITE);
@@ -1137,8 +1151,12 @@ impl IoCompletion for MirrorSet {
     }
 
     fn read_done(&self, mut bio: OwnedBio<Self>, failed: bool, unsupported: bool) {
-        let record = *bio.record();
-        let BioUse::WorkerRead { leg: Some(leg) } = record.what else {
+        let BioRecord::WorkerRead {
+            region,
+            leg: Some(leg),
+            start_ns,
+        } = *bio.record()
+        else {
             return bio.end(if failed {
                 Status::io_error()
             } else {
@@ -1146,7 +1164,7 @@ impl IoCompletion for MirrorSet {
             });
         };
         let idx = usize::from(leg);
-        self.complete_read(idx, record.start_ns, !failed);
+        self.complete_read(idx, start_ns, !failed);
         if !failed {
             return bio.end(if unsupported {
                 Status::invalid()
@@ -1155,16 +1173,12 @@ impl IoCompletion for MirrorSet {
             });
         }
         self.fail_leg(idx, LegErrors::READ);
-        if self.read_is_possible(record.region) {
+        if self.read_is_possible(region) {
             dm_warn_limit!(
                 "Read failure on mirror device {}. Trying alternative device.",
                 self.leg_name(idx)
             );
-            *bio.record() = BioRecord {
-                region: record.region,
-                start_ns: 0,
-                what: BioUse::WorkerRead { leg: None },
-            };
+            *bio.record() = BioRecord::queued_read(region);
             self.queue(|q| &mut q.reads, bio);
         } else {
             dm_err_limit!(
