@@ -6,7 +6,8 @@
 #![no_main]
 
 use dm_mirror_core::legs::{LegSet, MAX_LEGS};
-use dm_mirror_core::message::{AdaptiveParams, Command, LegRef, PolicySpec};
+use dm_mirror_core::io_balance::{AdaptiveParams, Command, PolicySpec};
+use dm_mirror_core::legs::LegRef;
 use dm_mirror_core::policy::{Balancer, MirrorState, ReadRequest};
 use libfuzzer_sys::fuzz_target;
 

@@ -56,8 +56,9 @@
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::super::freshness::Freshness;
+    use super::super::io_balance::{AdaptiveParams, Command, PolicySpec};
+    use super::super::legs::LegRef;
     use super::super::legs::LegSet;
-    use super::super::message::{AdaptiveParams, Command, LegRef, PolicySpec};
     use super::super::policy::{Balancer, BalancerError, ReadRequest};
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Mirror legs: the leg-count limit and a small bit set of legs.
+//! Mirror legs: the leg-count limit, a small bit set of legs, and a leg as
+//! messages and table features name it.
+
+use core::fmt;
+
+use super::number::parse_u64;
 
 /// Maximum number of legs (mirrors) in one mirror set.
 ///
@@ -172,6 +177,74 @@ impl IntoIterator for LegSet {
     fn into_iter(self) -> LegSetIter {
         self.iter()
     }
+}
+
+/// A reference to a leg, resolved to its index, remembering whether it was
+/// written as a device name or as an index (so it prints back the same way).
+// INVARIANT: `index < MAX_LEGS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LegRef {
+    index: u8,
+    by_name: bool,
+}
+
+impl LegRef {
+    /// A leg given by index; `None` if `index >= MAX_LEGS`.
+    pub fn by_index(index: usize) -> Option<LegRef> {
+        Self::new(index, false)
+    }
+
+    /// A leg given by device name; `None` if `index >= MAX_LEGS`.
+    pub fn by_name(index: usize) -> Option<LegRef> {
+        Self::new(index, true)
+    }
+
+    fn new(index: usize, by_name: bool) -> Option<LegRef> {
+        if index < MAX_LEGS {
+            let index = u8::try_from(index).ok()?;
+            Some(LegRef { index, by_name })
+        } else {
+            None
+        }
+    }
+
+    /// The leg's index.
+    pub fn index(self) -> usize {
+        usize::from(self.index)
+    }
+
+    /// Whether the leg was written as a device name.
+    pub fn is_by_name(self) -> bool {
+        self.by_name
+    }
+
+    /// Writes the leg as it was given: its name from `leg_names`, or its
+    /// index (also used when `leg_names` has no entry for it).
+    pub fn write(self, out: &mut dyn fmt::Write, leg_names: &[&str]) -> fmt::Result {
+        match leg_names.get(self.index()) {
+            Some(name) if self.by_name => out.write_str(name),
+            _ => write!(out, "{}", self.index),
+        }
+    }
+}
+
+/// Resolves a `<leg>` word: all digits means an index (must be below
+/// `leg_names.len()`), anything else must equal one of `leg_names`.
+pub fn resolve_leg(word: &str, leg_names: &[&str]) -> Option<LegRef> {
+    let nr_legs = leg_names.len().min(MAX_LEGS);
+    if !word.is_empty() && word.bytes().all(|byte| byte.is_ascii_digit()) {
+        let index = usize::try_from(parse_u64(word)?).ok()?;
+        return if index < nr_legs {
+            LegRef::by_index(index)
+        } else {
+            None
+        };
+    }
+    leg_names
+        .iter()
+        .take(nr_legs)
+        .position(|name| *name == word)
+        .and_then(LegRef::by_name)
 }
 
 #[cfg(test)]

@@ -400,7 +400,8 @@ impl Write for BufWriter<'_> {
     clippy::type_complexity
 )]
 mod tests {
-    use super::super::message::{AdaptiveParams, Command, LegRef, PolicySpec};
+    use super::super::io_balance::{AdaptiveParams, Command, PolicySpec};
+    use super::super::legs::LegRef;
     use super::super::table::{IoBalanceConfig, SyncMode};
     use super::*;
     use std::string::String;

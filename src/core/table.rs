@@ -23,10 +23,11 @@
 use core::ffi::CStr;
 use core::fmt;
 
-use super::legs::{MAX_LEGS, MIN_LEGS};
-use super::message::{
-    parse_io_balance_words, Command, LegRef, MessageError, PolicySpec, Source, IO_BALANCE,
+use super::io_balance::{
+    parse_io_balance_words, Command, MessageError, PolicySpec, Source, IO_BALANCE,
 };
+use super::legs::LegRef;
+use super::legs::{MAX_LEGS, MIN_LEGS};
 use super::number::{parse_u32, parse_u64};
 
 /// dm-log's resync mode (`enum sync` in dm-log.c).
@@ -594,7 +595,7 @@ impl<'a> MirrorTable<'a> {
     clippy::type_complexity
 )]
 mod tests {
-    use super::super::message::AdaptiveParams;
+    use super::super::io_balance::AdaptiveParams;
     use super::*;
     use std::string::String;
     use std::vec::Vec;
@@ -1004,7 +1005,7 @@ mod tests {
             })
         }
 
-        use super::super::super::message::strategies::setting_command as table_command;
+        use super::super::super::io_balance::strategies::setting_command as table_command;
 
         /// (log, legs, features) for a random valid table; leg device names
         /// are distinct and not all digits.

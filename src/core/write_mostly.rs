@@ -29,8 +29,8 @@
 
 use core::fmt;
 
+use super::legs::{resolve_leg, LegRef};
 use super::legs::{LegSet, MAX_LEGS};
-use super::message::{resolve_leg, LegRef};
 use super::number::parse_u64;
 
 /// The feature and message word that marks a leg write-mostly.

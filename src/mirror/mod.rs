@@ -26,7 +26,8 @@ use crate::dm::{
 use crate::mcore::{
     freshness::{Freshness, FreshnessError},
     legs::{LegSet, MAX_LEGS},
-    message::{parse_message, Command},
+    io_balance::Command,
+    message::parse_message,
     policy::{Balancer, ReadRequest},
     status::{self, LegErrors, LegHealth},
     table::{region_count, Features, LegSpec, MirrorTable},

@@ -84,8 +84,8 @@
 //! [`super::MAX_LATENCY_SAMPLE_NS`] and in-flight counts to
 //! [`super::MAX_COUNTED_IN_FLIGHT`], which bounds every product below 2^63.
 
+use super::super::io_balance::AdaptiveParams;
 use super::super::legs::{LegSet, MAX_LEGS};
-use super::super::message::AdaptiveParams;
 use super::{LegStats, ReadContext, ReadPolicy, MAX_COUNTED_IN_FLIGHT, QUEUE_DEPTH_ONE};
 
 /// Minimum number of reads between two probes.
@@ -367,8 +367,8 @@ mod tests {
     //! seen in the guest (QEMU TCG, loop devices): a heavy tail, a wake-up
     //! delay after idling, host stalls.
 
+    use super::super::super::io_balance::{Command, PolicySpec};
     use super::super::super::legs::LegSet;
-    use super::super::super::message::{Command, PolicySpec};
     use super::super::{Balancer, MirrorState, ReadRequest};
     use super::*;
     use std::cmp::Reverse;

@@ -4,8 +4,8 @@
 
 use core::fmt;
 
+use super::super::io_balance::{Command, PolicySpec, DEFAULT_WEIGHT, MAX_WEIGHT};
 use super::super::legs::{LegSet, MAX_LEGS, MIN_LEGS};
-use super::super::message::{Command, PolicySpec, DEFAULT_WEIGHT, MAX_WEIGHT};
 use super::super::table::IoBalanceConfig;
 use super::{LegStats, Policy, ReadContext, ReadPolicy, QUEUE_DEPTH_ONE, QUEUE_DEPTH_SHIFT};
 
@@ -405,7 +405,9 @@ impl Balancer {
     clippy::type_complexity
 )]
 mod tests {
-    use super::super::super::message::{parse_message, AdaptiveParams, LegRef};
+    use super::super::super::io_balance::AdaptiveParams;
+    use super::super::super::legs::LegRef;
+    use super::super::super::message::parse_message;
     use super::*;
     use proptest::prelude::*;
     use std::string::String;

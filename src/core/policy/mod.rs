@@ -28,8 +28,8 @@ pub use balancer::{Balancer, BalancerError, MirrorState, ReadRequest};
 pub use round_robin::RoundRobin;
 pub use weighted::Weighted;
 
+use super::io_balance::PolicySpec;
 use super::legs::{LegSet, MAX_LEGS};
-use super::message::PolicySpec;
 
 /// Latency samples are clamped to this many nanoseconds (about 68 s), which
 /// keeps every product in the policies within `u64`.
@@ -81,7 +81,7 @@ pub struct LegStats {
     /// Successful completions that fed the latency estimate.
     pub samples: u64,
     /// Estimate of the leg's read completion latency in nanoseconds (see
-    /// [`LegStats::record_completion`]); meaningful only if `samples > 0`.
+    /// `LegStats::record_completion`); meaningful only if `samples > 0`.
     pub latency_ns: u64,
     /// Moving average of the number of reads already in flight on the leg
     /// when a read is sent to it, in 1/256 units (fixed point, 8 bits of
