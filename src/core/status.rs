@@ -331,19 +331,6 @@ impl<'b> BufWriter<'b> {
         self.overflowed
     }
 
-    /// The text written so far (up to the last whole character, if a
-    /// truncated write split one).
-    pub fn as_str(&self) -> &str {
-        let bytes = self.buf.get(..self.len).unwrap_or(&[]);
-        match core::str::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(error) => bytes
-                .get(..error.valid_up_to())
-                .and_then(|valid| core::str::from_utf8(valid).ok())
-                .unwrap_or(""),
-        }
-    }
-
     /// The unwritten rest of the buffer (the NUL's byte included), for a C
     /// function that writes a NUL-terminated string there, like a dirty
     /// log's status method; then call [`BufWriter::take_nul_terminated`].
@@ -404,6 +391,16 @@ mod tests {
     use super::super::legs::LegRef;
     use super::super::table::{IoBalanceConfig, SyncMode};
     use super::*;
+
+    /// What `out` holds so far (up to the last whole character, if a
+    /// truncated write split one).
+    fn written<'b>(out: &'b BufWriter<'_>) -> &'b str {
+        let bytes = &out.buf[..out.len];
+        match core::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => core::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap(),
+        }
+    }
     use std::string::String;
 
     fn core_log(region_size: u32, sync: SyncMode) -> RegionLogParams {
@@ -563,7 +560,7 @@ mod tests {
         let mut out = BufWriter::new(&mut buf);
         assert!(out.is_empty());
         out.write_str("1 core").unwrap();
-        assert_eq!(out.as_str(), "1 core");
+        assert_eq!(written(&out), "1 core");
         out.write_str("x").unwrap();
         assert!(!out.overflowed());
         assert!(out.write_str("yz").is_err());
@@ -575,7 +572,7 @@ mod tests {
         let mut buf = [0xffu8; 6];
         let mut out = BufWriter::new(&mut buf);
         assert!(write!(out, "leg 0 253:3").is_err());
-        assert_eq!(out.as_str(), "leg 0");
+        assert_eq!(written(&out), "leg 0");
         assert_eq!(&buf, b"leg 0\0");
 
         // A split character is not returned by as_str.
@@ -583,11 +580,11 @@ mod tests {
         let mut out = BufWriter::new(&mut buf);
         assert!(out.write_str("aé€").is_err());
         assert_eq!(out.len(), 3);
-        assert_eq!(out.as_str(), "aé");
+        assert_eq!(written(&out), "aé");
         let mut buf = [0u8; 3];
         let mut out = BufWriter::new(&mut buf);
         assert!(out.write_str("€").is_err());
-        assert_eq!(out.as_str(), "");
+        assert_eq!(written(&out), "");
 
         assert!(BufWriter::new(&mut []).write_str("").is_ok());
         assert!(BufWriter::new(&mut []).write_str("x").is_err());
@@ -605,16 +602,16 @@ mod tests {
         assert_eq!(spare.len(), 10);
         spare[..7].copy_from_slice(b"1 core\0");
         out.take_nul_terminated();
-        assert_eq!(out.as_str(), "2 1 core");
+        assert_eq!(written(&out), "2 1 core");
         assert!(!out.overflowed());
         out.write_str(" x").unwrap();
-        assert_eq!(out.as_str(), "2 1 core x");
+        assert_eq!(written(&out), "2 1 core x");
 
         // Nothing written: an empty string stays.
         let mut buf = [0u8; 4];
         let mut out = BufWriter::new(&mut buf);
         out.take_nul_terminated();
-        assert_eq!(out.as_str(), "");
+        assert_eq!(written(&out), "");
 
         // No NUL in the spare bytes: cut to keep the NUL.
         let mut buf = [0u8; 6];
@@ -623,13 +620,13 @@ mod tests {
         out.spare().copy_from_slice(b"bcdef");
         out.take_nul_terminated();
         assert!(out.overflowed());
-        assert_eq!(out.as_str(), "abcde");
+        assert_eq!(written(&out), "abcde");
         assert_eq!(&buf, b"abcde\0");
 
         let mut empty: [u8; 0] = [];
         let mut out = BufWriter::new(&mut empty);
         assert!(out.spare().is_empty());
         out.take_nul_terminated();
-        assert_eq!(out.as_str(), "");
+        assert_eq!(written(&out), "");
     }
 }
