@@ -83,6 +83,12 @@ impl LegSet {
         LegSet(self.0 & other.0)
     }
 
+    /// Members of this set that are not in `other`.
+    #[must_use]
+    pub const fn difference(self, other: LegSet) -> LegSet {
+        LegSet(self.0 & !other.0)
+    }
+
     /// Number of members.
     pub const fn len(self) -> usize {
         self.0.count_ones() as usize

@@ -99,6 +99,36 @@ pub struct Ticket {
     seq: u64,
 }
 
+impl Ticket {
+    /// The entry's slot, `0..capacity`: where the caller keeps what belongs
+    /// to the entry (its copy of the data), as [`Admitted::slot`] said.
+    pub fn slot(&self) -> usize {
+        usize::from(self.slot)
+    }
+}
+
+/// The slots [`Backlog::admit`] gave a write, one per leg.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Admitted {
+    slots: [Option<u16>; MAX_LEGS],
+}
+
+impl Admitted {
+    /// The slot of `leg`'s entry, if the write was admitted for it.
+    pub fn slot(&self, leg: usize) -> Option<usize> {
+        self.slots.get(leg).copied().flatten().map(usize::from)
+    }
+
+    /// The legs the write was admitted for.
+    pub fn legs(&self) -> LegSet {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.is_some())
+            .fold(LegSet::EMPTY, |set, (leg, _)| set.with(leg))
+    }
+}
+
 /// What to submit for a ticket: `nr_sectors` at `sector` (the mirror's
 /// sector, before the leg's offset) to `leg`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -321,7 +351,8 @@ where
 
     /// Admits a write of `nr_sectors` at `sector` in `region` for each leg
     /// of `legs`: all of them or, with [`BacklogError::Full`], none. Hand
-    /// the entries out with [`Backlog::next_ready`].
+    /// the entries out with [`Backlog::next_ready`]; the result says which
+    /// slot each leg's entry has.
     pub fn admit(
         &mut self,
         legs: LegSet,
@@ -329,7 +360,7 @@ where
         sector: u64,
         nr_sectors: u32,
         now_ns: u64,
-    ) -> Result<(), BacklogError> {
+    ) -> Result<Admitted, BacklogError> {
         if region >= self.nr_regions {
             return Err(BacklogError::RegionOutOfRange(region));
         }
@@ -345,6 +376,7 @@ where
             }
             return Err(BacklogError::Full);
         }
+        let mut admitted = Admitted::default();
         for leg in legs {
             let Ok(leg8) = u8::try_from(leg) else {
                 continue;
@@ -354,9 +386,17 @@ where
                 .iter()
                 .filter(|s| s.is_pending() && s.overlaps(leg8, sector, nr_sectors))
                 .count();
-            let Some(slot) = self.slots.iter_mut().find(|s| !s.is_pending()) else {
+            let Some((index, slot)) = self
+                .slots
+                .iter_mut()
+                .enumerate()
+                .find(|(_, s)| !s.is_pending())
+            else {
                 break;
             };
+            if let Some(entry) = admitted.slots.get_mut(leg) {
+                *entry = u16::try_from(index).ok();
+            }
             *slot = BehindSlot {
                 state: if waits_for == 0 {
                     SlotState::Ready
@@ -385,7 +425,7 @@ where
             }
             self.set_bit(leg, region, true);
         }
-        Ok(())
+        Ok(admitted)
     }
 
     /// Hands out the oldest entry that may be submitted now, marking it in
@@ -647,6 +687,7 @@ mod tests {
         sector: u64,
         nr_sectors: u32,
         seq: u64,
+        slot: Option<usize>,
         ticket: Option<Ticket>,
     }
 
@@ -711,7 +752,8 @@ mod tests {
                         prop_assert_eq!(r, Err(BacklogError::Full));
                         return self.check(b);
                     }
-                    prop_assert_eq!(r, Ok(()));
+                    let admitted = r.unwrap();
+                    prop_assert_eq!(admitted.legs(), legs);
                     for leg in legs {
                         self.pending.push(Pending {
                             leg,
@@ -719,6 +761,7 @@ mod tests {
                             sector,
                             nr_sectors: nr,
                             seq: self.seq,
+                            slot: admitted.slot(leg),
                             ticket: None,
                         });
                         for x in sector..sector + u64::from(nr) {
@@ -741,6 +784,7 @@ mod tests {
                             })
                             .expect("handed out an entry that was not admitted");
                         p.ticket = Some(t);
+                        prop_assert_eq!(p.slot, Some(t.slot()), "not the slot admit gave");
                         let seq = p.seq;
                         for q in &self.pending {
                             prop_assert!(

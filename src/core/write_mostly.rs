@@ -305,6 +305,25 @@ pub fn apply_table_feature<'a>(
     Ok(())
 }
 
+/// The legs a read of a region may go to: the `healthy` legs that hold its
+/// latest data (`fresh`) and have no write behind there (`behind`); of
+/// those, the ones that are not write-mostly when there is one (md reads a
+/// write-mostly device only when no other can serve the read).
+pub fn read_candidates(
+    fresh: LegSet,
+    healthy: LegSet,
+    behind: LegSet,
+    write_mostly: LegSet,
+) -> LegSet {
+    let able = fresh.intersection(healthy).difference(behind);
+    let preferred = able.difference(write_mostly);
+    if preferred.is_empty() {
+        able
+    } else {
+        preferred
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
@@ -325,6 +344,24 @@ mod tests {
                 assert_eq!(used, words.len());
                 command
             })
+    }
+
+    #[test]
+    fn reads_avoid_write_mostly_legs_and_never_go_where_a_write_is_behind() {
+        let set = |legs: &[usize]| legs.iter().fold(LegSet::EMPTY, |s, &l| s.with(l));
+        let all = set(&[0, 1, 2]);
+        let none = LegSet::EMPTY;
+        // Nothing special: every fresh healthy leg.
+        assert_eq!(read_candidates(all, all, none, none), all);
+        // A write-mostly leg only when nothing else can serve.
+        assert_eq!(read_candidates(all, all, none, set(&[2])), set(&[0, 1]));
+        assert_eq!(read_candidates(all, set(&[2]), none, set(&[2])), set(&[2]));
+        assert_eq!(read_candidates(set(&[2]), all, none, set(&[2])), set(&[2]));
+        // Behind: never, even when it is the only one left.
+        assert_eq!(read_candidates(all, set(&[2]), set(&[2]), set(&[2])), none);
+        assert_eq!(read_candidates(all, all, set(&[0]), none), set(&[1, 2]));
+        // Stale or failed legs are out whatever else holds.
+        assert_eq!(read_candidates(set(&[0]), set(&[1]), none, none), none);
     }
 
     #[test]
