@@ -214,7 +214,11 @@ unsafe impl Sync for IoClient {}
 /// `context` is a bio the target handed to dm-io ([`IoClient::write_all`],
 /// [`IoClient::read`]), still owned by the target: dm core waits for it
 /// before the destructor, so its per-bio data holds the `ti` the map
-/// trampoline stored, and `ti->private` the live instance.
+/// trampoline stored, and `ti->private` the live instance. (dm core waits
+/// for the bio, not for this callback to return: a callback that hands the
+/// bio on and then still uses the instance relies, like dm-raid1's
+/// `queue_bio`, on the destructor's `stop` flushing the worker that
+/// completes it.)
 unsafe fn completion<'a, T: IoCompletion>(context: *mut c_void) -> Option<(&'a T, OwnedBio<T>)> {
     let bio = NonNull::new(context.cast::<bindings::bio>())?;
     // SAFETY: per the function's contract.

@@ -92,6 +92,17 @@ impl Kcopyd {
             )
         };
     }
+
+    /// Waits for every completion callback kcopyd has started or queued
+    /// (they run on the client's work queue). Process context.
+    ///
+    /// A copy's callback may end a recovery that a suspend waits for
+    /// before the callback returns: a destructor must flush the client
+    /// before it drops what the callback uses.
+    pub(crate) fn flush(&self) {
+        // SAFETY: the client is live (type invariant).
+        unsafe { bindings::dm_kcopyd_client_flush(self.client.as_ptr()) };
+    }
 }
 
 impl Drop for Kcopyd {
@@ -119,7 +130,10 @@ unsafe extern "C" fn copy_notify<T: CopyCompletion>(
 ) {
     // SAFETY: `context` is a region in recovery of a region hash whose
     // context is the target (see `RegionHash::new`); the target is live while
-    // recovery is in flight (presuspend waits for it, dtr stops it).
+    // the callback runs: recovery in flight keeps a suspend (and so the
+    // destructor) waiting, and the target's `stop` flushes the client
+    // ([`Kcopyd::flush`]) for the window in which a callback ends the
+    // recovery before it returns.
     unsafe {
         let reg: *mut bindings::dm_region = context.cast();
         let ti: *mut bindings::dm_target = bindings::dm_rh_region_context(reg).cast();

@@ -25,8 +25,8 @@ use crate::dm::{
 };
 use crate::mcore::{
     freshness::{Freshness, FreshnessError},
-    legs::{LegSet, MAX_LEGS},
     io_balance::Command,
+    legs::{LegSet, MAX_LEGS},
     message::parse_message,
     policy::{Balancer, ReadRequest},
     status::{self, LegErrors, LegHealth},
@@ -974,6 +974,10 @@ impl TargetOperations for MirrorSet {
     }
 
     fn stop(&self) {
+        // A resync copy's callback ends its recovery (which a suspend waits
+        // for) before it returns, and its region hash wakes the worker
+        // after that: wait for kcopyd's callbacks first, then the worker.
+        self.kcopyd.flush();
         self.worker.flush();
     }
 
