@@ -39,8 +39,7 @@ use core::ops::DerefMut;
 
 use super::legs::{LegSet, MAX_LEGS, MIN_LEGS};
 use super::policy::{Balancer, MirrorState, ReadRequest};
-
-const WORD_BITS: u64 = u64::BITS as u64;
+use super::region_bits::RegionBits;
 
 /// Why a [`Freshness`] operation was refused; nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,17 +54,15 @@ pub enum FreshnessError {
 
 /// Which legs hold each region's latest acknowledged data. See the module
 /// documentation.
-// INVARIANT: `MIN_LEGS <= nr_legs <= MAX_LEGS`; `bits.len() ==
-// nr_legs * words_per_leg` and `words_per_leg * 64 >= nr_regions`; bit `r`
-// of leg `l`'s words is set iff leg `l` is stale for region `r`, no bit at
-// or past `nr_regions` is set, and `stale_regions[l]` counts leg `l`'s set
-// bits.
+// INVARIANT: `MIN_LEGS <= nr_legs <= MAX_LEGS`; `stale` covers `nr_legs`
+// legs and `nr_regions` regions; bit (`l`, `r`) is set iff leg `l` is stale
+// for region `r`, no bit at or past `nr_regions` is set, and
+// `stale_regions[l]` counts leg `l`'s set bits.
 #[derive(Debug)]
 pub struct Freshness<S> {
     nr_legs: usize,
     nr_regions: u64,
-    words_per_leg: usize,
-    bits: S,
+    stale: RegionBits<S>,
     stale_regions: [u64; MAX_LEGS],
 }
 
@@ -73,25 +70,20 @@ impl<S: DerefMut<Target = [u64]>> Freshness<S> {
     /// Words of storage for `nr_legs` legs and `nr_regions` regions; `None`
     /// if that does not fit in `usize`.
     pub fn words_needed(nr_legs: usize, nr_regions: u64) -> Option<usize> {
-        let per_leg = usize::try_from(nr_regions.div_ceil(WORD_BITS)).ok()?;
-        per_leg.checked_mul(nr_legs)
+        RegionBits::<S>::words_needed(nr_legs, nr_regions)
     }
 
     /// Every leg fresh for every region, over `storage` (which is cleared).
-    pub fn new(nr_legs: usize, nr_regions: u64, mut storage: S) -> Result<Self, FreshnessError> {
+    pub fn new(nr_legs: usize, nr_regions: u64, storage: S) -> Result<Self, FreshnessError> {
         if !(MIN_LEGS..=MAX_LEGS).contains(&nr_legs) {
             return Err(FreshnessError::InvalidLegCount(nr_legs));
         }
-        let needed = Self::words_needed(nr_legs, nr_regions).ok_or(FreshnessError::StorageSize)?;
-        if storage.len() != needed {
-            return Err(FreshnessError::StorageSize);
-        }
-        storage.fill(0);
+        let stale =
+            RegionBits::new(nr_legs, nr_regions, storage).ok_or(FreshnessError::StorageSize)?;
         Ok(Freshness {
             nr_legs,
             nr_regions,
-            words_per_leg: needed.checked_div(nr_legs).unwrap_or(0),
-            bits: storage,
+            stale,
             stale_regions: [0; MAX_LEGS],
         })
     }
@@ -118,33 +110,18 @@ impl<S: DerefMut<Target = [u64]>> Freshness<S> {
         }
     }
 
-    /// Index of the word holding `region`'s bit of `leg`, and the bit.
-    fn position(&self, leg: usize, region: u64) -> Option<(usize, u64)> {
-        let word = usize::try_from(region / WORD_BITS).ok()?;
-        let index = leg.checked_mul(self.words_per_leg)?.checked_add(word)?;
-        Some((index, 1u64 << (region % WORD_BITS)))
-    }
-
     fn is_stale_unchecked(&self, leg: usize, region: u64) -> bool {
-        self.position(leg, region)
-            .and_then(|(index, bit)| self.bits.get(index).map(|w| w & bit != 0))
-            .unwrap_or(false)
+        self.stale.get(leg, region)
     }
 
     fn set_stale(&mut self, leg: usize, region: u64, stale: bool) {
-        let Some((index, bit)) = self.position(leg, region) else {
+        let Some(count) = self.stale_regions.get_mut(leg) else {
             return;
         };
-        let (Some(word), Some(count)) = (self.bits.get_mut(index), self.stale_regions.get_mut(leg))
-        else {
-            return;
-        };
-        let was = *word & bit != 0;
+        let was = self.stale.set(leg, region, stale);
         if stale && !was {
-            *word |= bit;
             *count = count.saturating_add(1);
         } else if !stale && was {
-            *word &= !bit;
             *count = count.saturating_sub(1);
         }
     }

@@ -35,6 +35,8 @@
 //!   writer dm's result buffers go through.
 //! - [`write_mostly`], [`write_behind`]: write-mostly legs and their
 //!   backlog (issue 13; host-tested, not used by the target yet).
+//! - [`region_bits`]: the per-leg region bitmaps freshness and the backlog
+//!   keep.
 //! - [`ratelimit`], [`number`]: log-line rate limits, number parsing.
 //!
 //! # Kernel wiring
@@ -79,6 +81,7 @@ pub mod message;
 pub mod number;
 pub mod policy;
 pub mod ratelimit;
+pub mod region_bits;
 pub mod status;
 pub mod table;
 pub mod write_behind;

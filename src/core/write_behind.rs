@@ -30,8 +30,7 @@
 use core::ops::DerefMut;
 
 use super::legs::{LegSet, MAX_LEGS, MIN_LEGS};
-
-const WORD_BITS: u64 = u64::BITS as u64;
+use super::region_bits::RegionBits;
 
 /// Why a [`Backlog`] operation was refused; nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,10 +174,10 @@ pub struct BehindStats {
 
 /// The write-behind backlog of a mirror set. See the module documentation.
 // INVARIANT: `MIN_LEGS <= nr_legs <= MAX_LEGS`; `1 <= slots.len() <=
-// u16::MAX`; `bits.len() == nr_legs * words_per_leg` and `words_per_leg *
-// 64 >= nr_regions`. For every leg `l`: `stats[l].writes` and
-// `stats[l].sectors` are the count and sum of its pending slots; bit `r` of
-// its words is set iff it has a pending slot of region `r`. For every
+// u16::MAX`; `behind` covers `nr_legs` legs and `nr_regions` regions. For
+// every leg `l`: `stats[l].writes` and `stats[l].sectors` are the count and
+// sum of its pending slots; bit (`l`, `r`) of `behind` is set iff it has a
+// pending slot of region `r`. For every
 // pending slot `s`: `s.waits_for` is the number of pending slots of the
 // same leg, lower `seq`, overlapping it; `s.state == Waiting` iff
 // `s.waits_for > 0` (a slot handed out is `InFlight` and only ever had
@@ -188,10 +187,9 @@ pub struct BehindStats {
 pub struct Backlog<S, B> {
     nr_legs: usize,
     nr_regions: u64,
-    words_per_leg: usize,
     max_sectors: u64,
     slots: S,
-    bits: B,
+    behind: RegionBits<B>,
     free: usize,
     ready: usize,
     next_seq: u64,
@@ -206,8 +204,7 @@ where
     /// Words of region bitmap for `nr_legs` legs and `nr_regions` regions;
     /// `None` if that does not fit in `usize`.
     pub fn words_needed(nr_legs: usize, nr_regions: u64) -> Option<usize> {
-        let per_leg = usize::try_from(nr_regions.div_ceil(WORD_BITS)).ok()?;
-        per_leg.checked_mul(nr_legs)
+        RegionBits::<B>::words_needed(nr_legs, nr_regions)
     }
 
     /// An empty backlog with a bound of `max_sectors` per leg, over `slots`
@@ -217,25 +214,23 @@ where
         nr_regions: u64,
         max_sectors: u64,
         mut slots: S,
-        mut bits: B,
+        bits: B,
     ) -> Result<Self, BacklogError> {
         if !(MIN_LEGS..=MAX_LEGS).contains(&nr_legs) {
             return Err(BacklogError::InvalidLegCount(nr_legs));
         }
-        let needed = Self::words_needed(nr_legs, nr_regions).ok_or(BacklogError::StorageSize)?;
-        if bits.len() != needed || slots.is_empty() || slots.len() > usize::from(u16::MAX) {
+        if slots.is_empty() || slots.len() > usize::from(u16::MAX) {
             return Err(BacklogError::StorageSize);
         }
-        bits.fill(0);
+        let behind = RegionBits::new(nr_legs, nr_regions, bits).ok_or(BacklogError::StorageSize)?;
         slots.fill(BehindSlot::default());
         Ok(Backlog {
             nr_legs,
             nr_regions,
-            words_per_leg: needed.checked_div(nr_legs).unwrap_or(0),
             max_sectors,
             free: slots.len(),
             slots,
-            bits,
+            behind,
             ready: 0,
             next_seq: 0,
             stats: [BehindStats::default(); MAX_LEGS],
@@ -309,36 +304,11 @@ where
             return set;
         }
         for leg in 0..self.nr_legs {
-            if self.bit(leg, region) {
+            if self.behind.get(leg, region) {
                 set = set.with(leg);
             }
         }
         set
-    }
-
-    fn position(&self, leg: usize, region: u64) -> Option<(usize, u64)> {
-        let word = usize::try_from(region / WORD_BITS).ok()?;
-        let index = leg.checked_mul(self.words_per_leg)?.checked_add(word)?;
-        Some((index, 1u64 << (region % WORD_BITS)))
-    }
-
-    fn bit(&self, leg: usize, region: u64) -> bool {
-        self.position(leg, region)
-            .and_then(|(index, bit)| self.bits.get(index).map(|w| w & bit != 0))
-            .unwrap_or(false)
-    }
-
-    fn set_bit(&mut self, leg: usize, region: u64, value: bool) {
-        let Some((index, bit)) = self.position(leg, region) else {
-            return;
-        };
-        if let Some(word) = self.bits.get_mut(index) {
-            if value {
-                *word |= bit;
-            } else {
-                *word &= !bit;
-            }
-        }
     }
 
     /// Whether `nr_sectors` more fit under `leg`'s bound.
@@ -423,7 +393,7 @@ where
                 s.peak_sectors = s.peak_sectors.max(s.sectors);
                 s.admitted = s.admitted.saturating_add(1);
             }
-            self.set_bit(leg, region, true);
+            self.behind.set(leg, region, true);
         }
         Ok(admitted)
     }
@@ -497,7 +467,7 @@ where
             leg_caught_up = s.writes == 0;
         }
         if region_caught_up {
-            self.set_bit(leg, done.region, false);
+            self.behind.set(leg, done.region, false);
         }
         Ok(Completed {
             write: BehindWrite {
