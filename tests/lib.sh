@@ -170,6 +170,26 @@ ktap_done() {
 }
 
 # ---------------------------------------------------------- kernel log
+# ktap_rejects_table <ERE> <table> [what]: creating a device with <table>
+# must fail, the kernel must log a line matching <ERE> (the reason), and no
+# device may be left behind.  The test is named "rejects '<what>'".
+ktap_rejects_table() {
+	local expect=$1 table=$2 what=${3:-$2} mark rc=0
+	mark=$(kmsg_mark)
+	dm create bad --table "$table" >/dev/null 2>&1 && rc=1
+	if [ $rc = 0 ] && ! kmsg_grep "$mark" "$expect"; then
+		ktap_diag "no kernel log line matching /$expect/; log:"
+		kmsg_since "$mark" | tail -n 5 | ktap_diag
+		rc=1
+	fi
+	if dm info bad >/dev/null 2>&1; then
+		ktap_diag "device 'bad' left behind"
+		dm remove bad >/dev/null 2>&1 || true
+		rc=1
+	fi
+	ktap_result "rejects '$what'" $rc
+}
+
 
 KMSG_SEQ=0
 # kmsg_mark [label]: write a unique mark into the kernel log and print it;

@@ -91,22 +91,7 @@ ktap_check_eq "the file on leg 1 alone is intact" "$want_file" "$(leg_file_md5 "
 
 # --- malformed table lines ---------------------------------------------
 # Each: rejected, the reason in the kernel log, no device left behind.
-bad() {
-	local expect=$1 table=$2 mark rc=0
-	mark=$(kmsg_mark)
-	dm create bad --table "0 $SECTORS mirror $table" >/dev/null 2>&1 && rc=1
-	if [ $rc = 0 ] && ! kmsg_grep "$mark" "$expect"; then
-		ktap_diag "no kernel log line matching /$expect/; log:"
-		kmsg_since "$mark" | tail -n 5 | ktap_diag
-		rc=1
-	fi
-	if dm info bad >/dev/null 2>&1; then
-		ktap_diag "device 'bad' left behind"
-		dm remove bad >/dev/null 2>&1 || true
-		rc=1
-	fi
-	ktap_result "rejects '$table'" $rc
-}
+bad() { ktap_rejects_table "$1" "0 $SECTORS mirror $2" "$2"; }
 T="mirror: "
 bad "${T}Insufficient mirror log arguments" "core"
 # dm-raid1 hands a count of 0 to dm-log, which refuses it.

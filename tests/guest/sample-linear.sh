@@ -56,22 +56,7 @@ ktap_check "flush (fsync) through linear_rs" sync /dev/mapper/r0
 ktap_check "discard through linear_rs" blkdiscard -o 0 -l 1048576 /dev/mapper/r0
 
 # Malformed lines: refused like dm-linear, with the reason logged.
-bad() {
-	local expect=$1 table=$2 mark rc=0
-	mark=$(kmsg_mark)
-	dm create bad --table "0 $SECTORS linear_rs $table" >/dev/null 2>&1 && rc=1
-	if [ $rc = 0 ] && ! kmsg_grep "$mark" "device-mapper: (table|linear_rs): .*$expect"; then
-		ktap_diag "no kernel log line matching /$expect/; log:"
-		kmsg_since "$mark" | tail -n 5 | ktap_diag
-		rc=1
-	fi
-	if dm info bad >/dev/null 2>&1; then
-		ktap_diag "device 'bad' left behind"
-		dm remove bad >/dev/null 2>&1 || true
-		rc=1
-	fi
-	ktap_result "rejects '$table'" $rc
-}
+bad() { ktap_rejects_table "device-mapper: (table|linear_rs): .*$1" "0 $SECTORS linear_rs $2" "$2"; }
 bad "Invalid argument count" "$L0"
 bad "Invalid device sector" "$L0 12x"
 bad "Device lookup failed" "/dev/nonexistent 0"
