@@ -28,7 +28,7 @@ pub(crate) struct Linear {
 impl TargetOperations for Linear {
     type PerBio = ();
 
-    fn ctr(target: &mut Target, args: &Args<'_>) -> Result<Pin<KBox<Self>>, CtrError> {
+    fn ctr(target: &mut Target<Self>, args: &Args<'_>) -> Result<Pin<KBox<Self>>, CtrError> {
         let [path, start] = args.words() else {
             dm_err!("Invalid argument count");
             return Err(CtrError::invalid(c"Invalid argument count"));

@@ -317,6 +317,18 @@ unsafe impl<T: TargetOperations> Send for OwnedBio<T> {}
 pub(super) unsafe fn per_bio<T: TargetOperations>(
     bio: *mut bindings::bio,
 ) -> *mut PerBioData<T::PerBio> {
+    // dm core puts the data right before the bio's `dm_target_io` (or
+    // `dm_io`), which it aligns for its own type (dm-table.c rounds the
+    // front pad up to it); our size is a multiple of our alignment, so the
+    // data is aligned when that alignment is no larger than the bio's (which
+    // those structs contain).
+    const {
+        assert!(
+            core::mem::align_of::<PerBioData<T::PerBio>>()
+                <= core::mem::align_of::<bindings::bio>(),
+            "per-bio record aligned beyond what dm core guarantees"
+        )
+    };
     // SAFETY: per the function's contract; `dm_per_bio_data` reads the
     // bio's target I/O flags to find the data, nothing else.
     unsafe { bindings::dm_per_bio_data(bio, core::mem::size_of::<PerBioData<T::PerBio>>()) }.cast()

@@ -33,7 +33,7 @@ impl DirtyLog {
     /// disk log calls [`DirtyLogCallbacks::flush_legs`] before it records
     /// regions as clean.
     pub(crate) fn create<T: DirtyLogCallbacks>(
-        target: &mut Target,
+        target: &mut Target<T>,
         type_name: &str,
         args: &Args<'_>,
     ) -> Result<Self> {

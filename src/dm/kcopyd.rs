@@ -18,7 +18,7 @@ use kernel::{
 pub(crate) trait CopyCompletion: RegionHashCallbacks {
     /// The copy of `region` ended: `read_failed` if the source read failed,
     /// bit `i` of `write_failed` if the `i`-th destination's write did.
-    fn copy_done(&self, region: Region, read_failed: bool, write_failed: u64);
+    fn copy_done(&self, region: Region<Self>, read_failed: bool, write_failed: u64);
 }
 
 /// A kcopyd client, throttled by the `raid1_resync_throttle` module parameter.
@@ -53,7 +53,7 @@ impl Kcopyd {
     /// a failed read it would write whatever its pages held).
     pub(crate) fn copy<'d, T: CopyCompletion>(
         &self,
-        region: Region,
+        region: Region<T>,
         from: (&Device, u64),
         count: u64,
         to: impl Iterator<Item = (&'d Device, u64)>,
@@ -128,8 +128,9 @@ unsafe extern "C" fn copy_notify<T: CopyCompletion>(
     write_err: c_ulong,
     context: *mut c_void,
 ) {
-    // SAFETY: `context` is a region in recovery of a region hash whose
-    // context is the target (see `RegionHash::new`); the target is live while
+    // SAFETY: `context` is a region in recovery of a `RegionHash<T>` (the
+    // type of the `Region<T>` given to `copy`), whose context is the target
+    // (see `RegionHash::new`); the target is live while
     // the callback runs: recovery in flight keeps a suspend (and so the
     // destructor) waiting, and the target's `stop` flushes the client
     // ([`Kcopyd::flush`]) for the window in which a callback ends the

@@ -96,7 +96,7 @@ pub(crate) trait TargetOperations: Sized + Send + Sync {
     type PerBio: Default + Copy;
 
     /// Builds the instance from its table line. Process context, may sleep.
-    fn ctr(target: &mut Target, args: &Args<'_>) -> Result<Pin<KBox<Self>>, CtrError>;
+    fn ctr(target: &mut Target<Self>, args: &Args<'_>) -> Result<Pin<KBox<Self>>, CtrError>;
 
     /// Maps a bio: remap it, keep it, or kill it. Process context or the
     /// submitter's context; must not sleep.
@@ -283,8 +283,9 @@ unsafe extern "C" fn ctr<T: TargetOperations>(
 ) -> c_int {
     let mut words: [&str; args::MAX_ARGS] = [""; args::MAX_ARGS];
     // SAFETY: dm core passes a target under construction that stays live
-    // during and after this call (until `dtr`).
-    let mut target = unsafe { Target::from_raw(ti) };
+    // during and after this call (until `dtr`); this is `T`'s constructor,
+    // which stores a `T` in `private` when it succeeds.
+    let mut target = unsafe { Target::<T>::from_raw(ti) };
     // SAFETY: dm core's `argv` holds `argc` NUL-terminated words that live
     // until the constructor returns.
     let args = match unsafe { Args::from_raw(argc, argv, &mut words) } {

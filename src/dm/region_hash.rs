@@ -53,20 +53,24 @@ pub(crate) enum RegionState {
 ///
 /// # Invariants
 ///
-/// `reg` is a region of a live region hash in the recovering state.
-pub(crate) struct Region {
+/// `reg` is a region of a live region hash in the recovering state, and that
+/// hash is a [`RegionHash<T>`] (its context is a target of type `T`).
+pub(crate) struct Region<T: RegionHashCallbacks> {
     reg: NonNull<bindings::dm_region>,
+    _t: PhantomData<fn() -> T>,
 }
 
-impl Region {
+impl<T: RegionHashCallbacks> Region<T> {
     /// # Safety
     ///
-    /// `reg` is NULL or a region that `dm_rh_recovery_start` handed out and
-    /// that nobody has ended yet (the ownership of ending it moves here).
+    /// `reg` is NULL or a region that `dm_rh_recovery_start` of a
+    /// [`RegionHash<T>`] handed out and that nobody has ended yet (the
+    /// ownership of ending it moves here).
     pub(super) unsafe fn from_raw(reg: *mut bindings::dm_region) -> Option<Self> {
         // INVARIANT: per the function's contract.
         Some(Self {
             reg: NonNull::new(reg)?,
+            _t: PhantomData,
         })
     }
 
@@ -82,7 +86,7 @@ impl Region {
 }
 
 // SAFETY: a recovering region may be finished from any thread.
-unsafe impl Send for Region {}
+unsafe impl<T: RegionHashCallbacks> Send for Region<T> {}
 
 /// A region hash over the target's dirty log (which it owns).
 ///
@@ -124,12 +128,20 @@ impl<T: RegionHashCallbacks> RegionHash<T> {
     /// sectors, recovering at most `max_recovery` at once; it takes over
     /// `log`.
     pub(crate) fn new(
-        target: &Target,
+        target: &Target<T>,
         log: DirtyLog,
         region_size: u32,
         nr_regions: u64,
         max_recovery: u32,
     ) -> Result<Self> {
+        // Its callbacks reach the instance through `ti->private`; `stop`
+        // must end the I/O and recovery that trigger them.
+        const {
+            assert!(
+                T::HAS_STOP,
+                "a target with a RegionHash must implement stop()"
+            )
+        };
         let log = ManuallyDrop::new(log);
         // SAFETY: the callbacks match the C prototypes and get `ti` back as
         // context; they run only for I/O, after the constructor stored the
@@ -306,14 +318,14 @@ impl<T: RegionHashCallbacks> RegionHash<T> {
     }
 
     /// A quiesced region ready to be copied, if any.
-    pub(crate) fn recovery_start(&self) -> Option<Region> {
-        // SAFETY: live region hash; what `dm_rh_recovery_start` returns is
-        // NULL or a region in recovery that only we will end.
+    pub(crate) fn recovery_start(&self) -> Option<Region<T>> {
+        // SAFETY: live region hash of a `T`; what `dm_rh_recovery_start`
+        // returns is NULL or a region in recovery that only we will end.
         unsafe { Region::from_raw(bindings::dm_rh_recovery_start(self.raw())) }
     }
 
     /// Ends the recovery of `region`.
-    pub(crate) fn recovery_end(&self, region: Region, success: bool) {
+    pub(crate) fn recovery_end(&self, region: Region<T>, success: bool) {
         // SAFETY: a region from `recovery_start`, ended once (consumed).
         unsafe { bindings::dm_rh_recovery_end(region.into_raw(), i32::from(success)) };
     }

@@ -3,38 +3,53 @@
 //! `Target` (a `struct dm_target` being constructed or running) and `Device`
 //! (a `struct dm_dev` the target holds: a leg or a log device).
 
-use super::{args::to_c_str, bindings};
-use core::ffi::CStr;
+use super::{args::to_c_str, bindings, TargetOperations};
+use core::{ffi::CStr, marker::PhantomData};
 use kernel::{
     error::{code::EINVAL, to_result, Result},
     str::CStrExt,
 };
 
-/// The target instance dm core is constructing or running.
+/// The target instance of type `T` dm core is constructing or running.
+///
+/// The type parameter ties the services that call back into the target
+/// (work queue, region hash, dirty log) to the type its private data has:
+/// only the constructor trampoline of `T` makes a `Target<T>`, so a service
+/// created from it can only cast `ti->private` back to a `T`.
 ///
 /// # Invariants
 ///
 /// `ti` points to a live `struct dm_target` for as long as this value exists:
 /// dm core hands it to the constructor and to every callback, and frees it only
-/// after the destructor.
-pub(crate) struct Target {
+/// after the destructor. Its private data is a `T` from the end of the
+/// constructor until the destructor (or nothing, if the constructor fails).
+pub(crate) struct Target<T: TargetOperations> {
     ti: *mut bindings::dm_target,
+    _t: PhantomData<fn() -> T>,
 }
 
-impl Target {
+impl<T: TargetOperations> Target<T> {
     /// # Safety
     ///
-    /// `ti` must be a live dm target for the lifetime of the returned value.
+    /// `ti` must be a live dm target for the lifetime of the returned value,
+    /// constructed by `T`'s constructor (so its private data is a `T` once
+    /// that constructor succeeded).
     pub(super) unsafe fn from_raw(ti: *mut bindings::dm_target) -> Self {
         // INVARIANT: guaranteed by the caller.
-        Self { ti }
+        Self {
+            ti,
+            _t: PhantomData,
+        }
     }
 
     /// Another handle to the same target, for the target's private data
     /// (which dm core frees before the target).
-    pub(crate) fn handle(&self) -> Target {
-        // INVARIANT: the same live target.
-        Target { ti: self.ti }
+    pub(crate) fn handle(&self) -> Self {
+        // INVARIANT: the same live target of the same type.
+        Self {
+            ti: self.ti,
+            _t: PhantomData,
+        }
     }
 
     pub(super) fn as_raw(&self) -> *mut bindings::dm_target {
@@ -122,10 +137,10 @@ impl Target {
 
 // SAFETY: `Target` is a handle to a dm target; dm core allows its callbacks,
 // and the accessors above, from any thread.
-unsafe impl Send for Target {}
+unsafe impl<T: TargetOperations> Send for Target<T> {}
 // SAFETY: the shared accessors only read fields that are fixed after construction
 // or call dm functions that do their own locking.
-unsafe impl Sync for Target {}
+unsafe impl<T: TargetOperations> Sync for Target<T> {}
 
 /// A block device the target holds open (`struct dm_dev`).
 ///

@@ -65,7 +65,13 @@ pub(crate) struct Worker<T: WorkerCallback> {
 
 impl<T: WorkerCallback> Worker<T> {
     /// Creates the queue `name` with `flags` and a work item for `target`.
-    pub(crate) fn new(target: &Target, name: &'static CStr, flags: QueueFlags) -> Result<Self> {
+    ///
+    /// A target with a worker must implement [`TargetOperations::stop`] and
+    /// call [`Worker::disable`] there (checked at build time for the first,
+    /// documented for the second): the work function reaches the instance
+    /// through `ti->private`, so it must be idle before the instance goes.
+    pub(crate) fn new(target: &Target<T>, name: &'static CStr, flags: QueueFlags) -> Result<Self> {
+        const { assert!(T::HAS_STOP, "a target with a Worker must implement stop()") };
         let item = KBox::new(
             WorkItem {
                 work: Opaque::uninit(),
@@ -100,6 +106,17 @@ impl<T: WorkerCallback> Worker<T> {
     pub(crate) fn flush(&self) {
         // SAFETY: `wq` is live. May sleep: process context only.
         unsafe { bindings::dmmr_flush_workqueue(self.wq.as_ptr()) };
+    }
+
+    /// Waits until the work item is idle and makes every later
+    /// [`Worker::queue`] a no-op, so a completion that runs after the
+    /// target's `stop` cannot start the work function on an instance being
+    /// dropped. For `stop`; there is no re-enabling. May sleep.
+    pub(crate) fn disable(&self) {
+        // SAFETY: the item is initialised (type invariant); disabling waits
+        // for a running instance and marks the item so that `queue_work`
+        // refuses it. May sleep: process context only.
+        unsafe { bindings::disable_work_sync(self.item.work.get()) };
     }
 }
 

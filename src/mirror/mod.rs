@@ -152,7 +152,7 @@ pub(crate) struct MirrorSet {
     rh: RegionHash<MirrorSet>,
     // Dropped after everything that could still do I/O to them.
     legs: KVec<Leg>,
-    target: Target,
+    target: Target<Self>,
     region_size: u32,
     nr_regions: u64,
     features: Features,
@@ -467,7 +467,7 @@ impl MirrorSet {
         }
     }
 
-    fn recover(&self, region: Region) {
+    fn recover(&self, region: Region<Self>) {
         let key = region.key();
         let start = self.rh.region_to_sector(key);
         let size = u64::from(self.region_size);
@@ -723,7 +723,7 @@ impl MirrorSet {
 impl TargetOperations for MirrorSet {
     type PerBio = BioRecord;
 
-    fn ctr(target: &mut Target, args: &Args<'_>) -> Result<Pin<KBox<Self>>, CtrError> {
+    fn ctr(target: &mut Target<Self>, args: &Args<'_>) -> Result<Pin<KBox<Self>>, CtrError> {
         let table = MirrorTable::parse(args.words(), target.len()).map_err(|e| {
             dm_err!("{}", e);
             CtrError::invalid(e.ti_error())
@@ -978,7 +978,7 @@ impl TargetOperations for MirrorSet {
         // for) before it returns, and its region hash wakes the worker
         // after that: wait for kcopyd's callbacks first, then the worker.
         self.kcopyd.flush();
-        self.worker.flush();
+        self.worker.disable();
     }
 
     fn presuspend(&self) {
@@ -1196,7 +1196,7 @@ impl IoCompletion for MirrorSet {
 }
 
 impl CopyCompletion for MirrorSet {
-    fn copy_done(&self, region: Region, read_failed: bool, write_failed: u64) {
+    fn copy_done(&self, region: Region<Self>, read_failed: bool, write_failed: u64) {
         let key = region.key();
         let source = {
             let mut st = self.state.lock();
