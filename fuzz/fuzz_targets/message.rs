@@ -8,7 +8,7 @@
 #![no_main]
 
 use dm_mirror_core::legs::{LegSet, MAX_LEGS};
-use dm_mirror_core::message::parse_message;
+use dm_mirror_core::message::{parse_message, Message};
 use dm_mirror_core::policy::{Balancer, MirrorState};
 use libfuzzer_sys::fuzz_target;
 
@@ -25,13 +25,16 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(text);
     let words: Vec<&str> = text.split_whitespace().collect();
 
-    let Ok(command) = parse_message(&words, names) else {
+    let Ok(message) = parse_message(&words, names) else {
         return;
     };
     let mut out = String::new();
-    command.write_message(&mut out, names).unwrap();
+    message.write_message(&mut out, names).unwrap();
     let again: Vec<&str> = out.split(' ').collect();
-    assert_eq!(parse_message(&again, names), Ok(command), "{out}");
+    assert_eq!(parse_message(&again, names), Ok(message), "{out}");
+    let Message::IoBalance(command) = message else {
+        return;
+    };
 
     let Ok(mut balancer) = Balancer::new(nr_legs) else {
         return;

@@ -26,6 +26,7 @@ use core::fmt;
 
 use super::legs::{resolve_leg, LegRef};
 use super::number::parse_u64;
+use super::write_mostly::WriteMostlyError;
 
 /// The first word of every message (and of every table feature) handled here.
 pub const IO_BALANCE: &str = "io_balance";
@@ -200,8 +201,11 @@ impl Command {
 pub enum MessageError<'a> {
     /// No words at all.
     Empty,
-    /// The first word is not `io_balance`.
+    /// The first word is not `io_balance`, `write_mostly` or
+    /// `max_write_behind`.
     UnknownMessage(&'a str),
+    /// A malformed `write_mostly` or `max_write_behind` message.
+    WriteBehind(WriteMostlyError<'a>),
     /// `io_balance` with nothing after it.
     MissingCommand,
     /// `io_balance <word>` with an unknown command word.
@@ -252,9 +256,11 @@ impl fmt::Display for MessageError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MessageError::Empty => f.write_str("Empty message: expected io_balance <command>"),
-            MessageError::UnknownMessage(word) => {
-                write!(f, "Unrecognised message \"{word}\": expected io_balance")
-            }
+            MessageError::UnknownMessage(word) => write!(
+                f,
+                "Unrecognised message \"{word}\": expected io_balance, write_mostly or max_write_behind"
+            ),
+            MessageError::WriteBehind(inner) => write!(f, "{inner}"),
             MessageError::MissingCommand => f.write_str(
                 "io_balance: missing command (round_robin, weighted, weight, default, adaptive, show or reset_stats)",
             ),
@@ -476,7 +482,7 @@ impl<'a> Cursor<'_, 'a> {
     clippy::type_complexity
 )]
 mod tests {
-    use super::super::message::parse_message;
+    use super::super::message::{parse_message, Message};
     use super::*;
     use std::string::String;
     use std::vec::Vec;
@@ -485,7 +491,10 @@ mod tests {
 
     fn parse(line: &str) -> Result<Command, MessageError<'_>> {
         let words: Vec<&str> = line.split_whitespace().collect();
-        parse_message(&words, &LEGS)
+        parse_message(&words, &LEGS).map(|message| match message {
+            Message::IoBalance(command) => command,
+            Message::WriteBehind(other) => panic!("not an io_balance message: {other:?}"),
+        })
     }
 
     fn format(command: &Command) -> String {
@@ -701,7 +710,7 @@ mod tests {
         );
         assert_eq!(
             text("status"),
-            "Unrecognised message \"status\": expected io_balance"
+            "Unrecognised message \"status\": expected io_balance, write_mostly or max_write_behind"
         );
         assert_eq!(
             text("io_balance show x"),
@@ -750,7 +759,7 @@ mod tests {
 
     mod properties {
         use super::super::super::legs::MAX_LEGS;
-        use super::super::super::message::parse_message;
+        use super::super::super::message::{parse_message, Message};
         use super::super::*;
         use proptest::prelude::*;
         use std::string::String;
@@ -835,7 +844,7 @@ mod tests {
                 let mut out = String::new();
                 command.write_message(&mut out, &NAMES).unwrap();
                 let words: Vec<&str> = out.split(' ').collect();
-                prop_assert_eq!(parse_message(&words, &NAMES), Ok(command));
+                prop_assert_eq!(parse_message(&words, &NAMES), Ok(Message::IoBalance(command)));
             }
         }
     }

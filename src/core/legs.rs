@@ -77,6 +77,11 @@ impl LegSet {
         LegSet(self.0 & !LegSet::single(leg).0)
     }
 
+    /// The legs in either set.
+    pub const fn union(self, other: LegSet) -> LegSet {
+        LegSet(self.0 | other.0)
+    }
+
     /// Members of both sets.
     #[must_use]
     pub const fn intersection(self, other: LegSet) -> LegSet {
@@ -148,6 +153,20 @@ impl LegSet {
         } else {
             Some(15usize.saturating_sub(bits.leading_zeros() as usize))
         }
+    }
+
+    /// The members that bits of `positions` name by rank: bit `i` stands
+    /// for the `i`-th member (ascending). A dm-io error word has one bit per
+    /// destination, and a write sent to the members of a set lists them in
+    /// ascending order; this turns its bits back into legs.
+    pub fn members_at(self, positions: u64) -> LegSet {
+        let mut set = LegSet::EMPTY;
+        for (rank, leg) in self.iter().enumerate() {
+            if rank < 64 && positions & (1u64 << rank) != 0 {
+                set = set.with(leg);
+            }
+        }
+        set
     }
 
     /// Iterates over the members in ascending order.
@@ -260,6 +279,19 @@ pub fn resolve_leg(word: &str, leg_names: &[&str]) -> Option<LegRef> {
     clippy::type_complexity
 )]
 mod tests {
+
+    #[test]
+    fn members_at_maps_destination_bits_to_legs() {
+        let set = LegSet::EMPTY.with(0).with(2).with(5);
+        assert_eq!(set.members_at(0), LegSet::EMPTY);
+        assert_eq!(set.members_at(0b001), LegSet::single(0));
+        assert_eq!(set.members_at(0b010), LegSet::single(2));
+        assert_eq!(set.members_at(0b110), LegSet::EMPTY.with(2).with(5));
+        // Bits past the members name nothing.
+        assert_eq!(set.members_at(0b1000), LegSet::EMPTY);
+        assert_eq!(LegSet::first_n(9).members_at(u64::MAX), LegSet::first_n(9));
+    }
+
     use super::*;
     use std::vec::Vec;
 

@@ -217,6 +217,7 @@ pub fn write_table_mirror_part(
         }
         let names = names.get(..legs.len()).unwrap_or(&[]);
         features.io_balance.write_words(out, names)?;
+        features.write_behind.write_words(out, names)?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! log: core <1|2> <region_size> [sync|nosync]
 //!      disk <2|3> <log_dev> <region_size> [sync|nosync]
 //! feature: handle_errors | keep_log | io_balance <io_balance words>
+//!        | write_mostly <leg> | max_write_behind <sectors>
 //! ```
 //!
 //! Checks are made in the order dm-raid1's `mirror_ctr()` and dm-log's
@@ -29,6 +30,10 @@ use super::io_balance::{
 use super::legs::LegRef;
 use super::legs::{MAX_LEGS, MIN_LEGS};
 use super::number::{parse_u32, parse_u64};
+use super::write_mostly::{
+    apply_table_feature, parse_write_behind_words, WriteBehindConfig, WriteMostlyError,
+    MAX_WRITE_BEHIND, WRITE_MOSTLY,
+};
 
 /// dm-log's resync mode (`enum sync` in dm-log.c).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -234,6 +239,9 @@ pub struct Features {
     pub keep_log: bool,
     /// Read-balancing settings from `io_balance` features.
     pub io_balance: IoBalanceConfig,
+    /// Write-mostly legs and the write-behind bound (`write_mostly <leg>`,
+    /// `max_write_behind <sectors>`).
+    pub write_behind: WriteBehindConfig,
 }
 
 impl Features {
@@ -243,6 +251,7 @@ impl Features {
         u32::from(self.handle_errors)
             .saturating_add(u32::from(self.keep_log))
             .saturating_add(self.io_balance.word_count())
+            .saturating_add(self.write_behind.word_count())
     }
 }
 
@@ -314,6 +323,8 @@ pub enum TableError<'a> {
     IoBalance(MessageError<'a>),
     /// `keep_log` without `handle_errors`.
     KeepLogWithoutHandleErrors,
+    /// A malformed or impossible `write_mostly`/`max_write_behind` feature.
+    WriteBehind(WriteMostlyError<'a>),
     /// Words left after the features.
     TooManyArgs,
 }
@@ -342,6 +353,7 @@ impl TableError<'_> {
             TableError::KeepLogWithoutHandleErrors => {
                 c"keep_log feature requires the handle_errors feature"
             }
+            TableError::WriteBehind(_) => c"Invalid write_mostly or max_write_behind feature",
             TableError::TooManyArgs => c"Too many mirror arguments",
         }
     }
@@ -380,6 +392,7 @@ impl fmt::Display for TableError<'_> {
             TableError::InvalidRegionSize(word) => write!(f, "invalid region size {word}"),
             TableError::TooManyRegions => write!(f, "region count exceeds limit of {}", u32::MAX),
             TableError::IoBalance(inner) => write!(f, "Invalid io_balance feature: {inner}"),
+            TableError::WriteBehind(inner) => write!(f, "Invalid write-behind feature: {inner}"),
             other => f.write_str(other.ti_error().to_str().unwrap_or("Invalid mirror table")),
         }
     }
@@ -486,6 +499,16 @@ fn parse_features<'a>(
                 features.io_balance.apply(&command);
                 pos = pos.saturating_add(used);
             }
+            WRITE_MOSTLY | MAX_WRITE_BEHIND => {
+                let words = window.get(pos.saturating_sub(1)..).unwrap_or(&[]);
+                let parsed = parse_write_behind_words(words, leg_names, true)
+                    .ok_or(TableError::UnknownFeature(word))?;
+                let (command, used) = parsed.map_err(TableError::WriteBehind)?;
+                let leg_word = after.first().copied().unwrap_or(word);
+                apply_table_feature(&mut features.write_behind, &command, leg_word)
+                    .map_err(TableError::WriteBehind)?;
+                pos = pos.saturating_add(used.saturating_sub(1));
+            }
             other => return Err(TableError::UnknownFeature(other)),
         }
     }
@@ -539,6 +562,14 @@ impl<'a> MirrorTable<'a> {
         if rest.len() > used {
             return Err(TableError::TooManyArgs);
         }
+        let default_leg = features
+            .io_balance
+            .default_leg()
+            .map_or(0, |leg| leg.index());
+        features
+            .write_behind
+            .check(nr_legs, default_leg)
+            .map_err(TableError::WriteBehind)?;
 
         Ok(MirrorTable {
             log,
@@ -596,6 +627,7 @@ impl<'a> MirrorTable<'a> {
 )]
 mod tests {
     use super::super::io_balance::AdaptiveParams;
+    use super::super::legs::LegSet;
     use super::*;
     use std::string::String;
     use std::vec::Vec;
@@ -617,6 +649,81 @@ mod tests {
         let mut out = String::new();
         super::super::status::write_table(&mut out, table).unwrap();
         out
+    }
+
+    #[test]
+    fn write_behind_features_parse_print_back_and_count_words() {
+        let line = "core 1 1024 3 7:0 0 7:1 0 7:2 0 7 handle_errors write_mostly 7:2 \
+                    max_write_behind 8192 write_mostly 1";
+        let table = parse(line).unwrap();
+        let wb = table.features.write_behind;
+        assert_eq!(wb.write_mostly(), LegSet::EMPTY.with(1).with(2));
+        assert_eq!(wb.max_write_behind(), 8192);
+        assert!(table.features.handle_errors);
+        assert_eq!(table.features.word_count(), 7);
+        // Printed in leg order as given, the bound last; reparses equal.
+        let out = format(&table);
+        assert_eq!(
+            out,
+            "core 1 1024 3 7:0 0 7:1 0 7:2 0 7 handle_errors write_mostly 1 \
+             write_mostly 7:2 max_write_behind 8192"
+        );
+        assert_eq!(parse(&out).unwrap(), table);
+        // Without the features nothing changes in the table line.
+        let plain = parse("core 1 1024 2 7:0 0 7:1 0").unwrap();
+        assert!(plain.features.write_behind.is_empty());
+        assert_eq!(format(&plain), "core 1 1024 2 7:0 0 7:1 0");
+    }
+
+    #[test]
+    fn refuses_impossible_write_behind_features() {
+        use super::super::write_mostly::WriteMostlyError as W;
+        let cases: &[(&str, TableError<'static>)] = &[
+            (
+                "2 write_mostly 0",
+                TableError::WriteBehind(W::DefaultLeg(0)),
+            ),
+            (
+                "4 write_mostly 1 write_mostly 0",
+                TableError::WriteBehind(W::AllLegs),
+            ),
+            (
+                "5 io_balance default 1 write_mostly 1",
+                TableError::WriteBehind(W::DefaultLeg(1)),
+            ),
+            (
+                "4 write_mostly 1 write_mostly 1",
+                TableError::WriteBehind(W::DuplicateLeg("1")),
+            ),
+            (
+                "2 write_mostly 7:9",
+                TableError::WriteBehind(W::UnknownLeg("7:9")),
+            ),
+            ("1 write_mostly", TableError::WriteBehind(W::MissingLeg)),
+            (
+                "2 max_write_behind 524289",
+                TableError::WriteBehind(W::OutOfRange(524_289)),
+            ),
+            (
+                "4 max_write_behind 1 max_write_behind 2",
+                TableError::WriteBehind(W::DuplicateBound),
+            ),
+            (
+                "2 max_write_behind x",
+                TableError::WriteBehind(W::InvalidNumber("x")),
+            ),
+        ];
+        for (features, expected) in cases {
+            let line = std::format!("core 1 1024 2 7:0 0 7:1 0 {features}");
+            assert_eq!(parse(&line), Err(*expected), "{line}");
+        }
+        // Every leg write-mostly (after moving the default) is refused too.
+        let line = "core 1 1024 2 7:0 0 7:1 0 7 io_balance default 1 write_mostly 0 write_mostly 1";
+        assert_eq!(parse(line), Err(TableError::WriteBehind(W::AllLegs)));
+        assert_eq!(
+            TableError::WriteBehind(W::AllLegs).ti_error(),
+            c"Invalid write_mostly or max_write_behind feature"
+        );
     }
 
     #[test]

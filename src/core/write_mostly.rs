@@ -32,6 +32,7 @@ use core::fmt;
 use super::legs::{resolve_leg, LegRef};
 use super::legs::{LegSet, MAX_LEGS};
 use super::number::parse_u64;
+use super::write_behind::BehindStats;
 
 /// The feature and message word that marks a leg write-mostly.
 pub const WRITE_MOSTLY: &str = "write_mostly";
@@ -324,9 +325,93 @@ pub fn read_candidates(
     }
 }
 
+/// Writes the write-behind part of `io_balance show`: one line with the
+/// settings, then one per write-mostly leg or leg with writes behind:
+///
+/// ```text
+/// write_behind max_write_behind <sectors> write_mostly <leg>...
+/// behind <idx> <name> writes <n> sectors <n> peak_writes <n> peak_sectors <n> admitted <n> waits <n> oldest_ms <n>
+/// ```
+///
+/// Nothing when no leg is write-mostly and nothing is behind (the report is
+/// then what it was before write-behind existed).
+pub fn write_behind_report(
+    out: &mut dyn fmt::Write,
+    leg_names: &[&str],
+    config: &WriteBehindConfig,
+    stats: &[BehindStats],
+    oldest_ms: &[Option<u64>],
+) -> fmt::Result {
+    let write_mostly = config.write_mostly();
+    let behind = stats
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.writes > 0)
+        .fold(LegSet::EMPTY, |set, (leg, _)| set.with(leg));
+    let shown = write_mostly.union(behind);
+    if shown.is_empty() {
+        return Ok(());
+    }
+    write!(
+        out,
+        "write_behind {MAX_WRITE_BEHIND} {}",
+        config.max_write_behind()
+    )?;
+    for leg in write_mostly {
+        write!(out, " {WRITE_MOSTLY} {leg}")?;
+    }
+    out.write_char('\n')?;
+    for leg in shown {
+        let s = stats.get(leg).copied().unwrap_or_default();
+        let oldest = oldest_ms.get(leg).copied().flatten().unwrap_or(0);
+        writeln!(
+            out,
+            "behind {leg} {} writes {} sectors {} peak_writes {} peak_sectors {} admitted {} waits {} oldest_ms {oldest}",
+            leg_names.get(leg).copied().unwrap_or("-"),
+            s.writes,
+            s.sectors,
+            s.peak_writes,
+            s.peak_sectors,
+            s.admitted,
+            s.waits,
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
+
+    #[test]
+    fn report_lists_write_mostly_and_lagging_legs_only() {
+        let mut config = WriteBehindConfig::default();
+        let mut out = String::new();
+        let stats = [BehindStats::default(); 3];
+        write_behind_report(&mut out, &NAMES, &config, &stats, &[None; 3]).unwrap();
+        assert_eq!(out, "");
+        config.apply(&WriteBehindCommand::WriteMostly {
+            leg: LegRef::by_index(2).unwrap(),
+            on: true,
+        });
+        config.apply(&WriteBehindCommand::MaxWriteBehind(4096));
+        let mut stats = [BehindStats::default(); 3];
+        stats[2] = BehindStats {
+            writes: 3,
+            sectors: 24,
+            peak_sectors: 64,
+            peak_writes: 8,
+            admitted: 10,
+            waits: 1,
+        };
+        write_behind_report(&mut out, &NAMES, &config, &stats, &[None, None, Some(12)]).unwrap();
+        assert_eq!(
+            out,
+            "write_behind max_write_behind 4096 write_mostly 2\n\
+             behind 2 253:3 writes 3 sectors 24 peak_writes 8 peak_sectors 64 admitted 10 waits 1 oldest_ms 12\n"
+        );
+    }
+
     use super::*;
 
     const NAMES: [&str; 3] = ["253:1", "253:2", "253:3"];

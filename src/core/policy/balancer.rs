@@ -435,7 +435,11 @@ mod tests {
     fn message(balancer: &mut Balancer, line: &str) -> Result<(), BalancerError> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let names = NAMES.get(..balancer.nr_legs()).unwrap();
-        let command = parse_message(&words, names).unwrap();
+        let super::super::super::message::Message::IoBalance(command) =
+            parse_message(&words, names).unwrap()
+        else {
+            panic!("not an io_balance message: {line}");
+        };
         balancer.apply(&command, &all_in_sync(balancer.nr_legs()))
     }
 
