@@ -44,6 +44,10 @@ unsigned short dmmr_ioprio_default(void);
 void dmmr_io_request_init(struct dm_io_request *req, blk_opf_t opf, struct bio *bio,
 			  bool no_data, io_notify_fn fn, void *context,
 			  struct dm_io_client *client);
+void dmmr_io_request_init_buf(struct dm_io_request *req, blk_opf_t opf, void *buf,
+			      io_notify_fn fn, void *context, struct dm_io_client *client);
+void dmmr_bio_copy_data(struct bio *bio, void *buf);
+void dmmr_rh_mark_sector_nosync(struct dm_region_hash *rh, sector_t sector);
 
 
 /* Work queues: macros and inlines. */

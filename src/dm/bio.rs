@@ -4,6 +4,10 @@
 
 use super::{bindings, target::Device, TargetOperations};
 use core::{marker::PhantomData, ptr::NonNull};
+use kernel::{
+    alloc::KVVec,
+    error::{code::EINVAL, Result},
+};
 
 /// What a bio asks for, as far as a mirror cares.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -267,6 +271,28 @@ impl<T: TargetOperations> OwnedBio<T> {
     pub(crate) fn record(&mut self) -> &mut T::PerBio {
         // SAFETY: initialised by the map trampoline; `&mut self` is unique.
         unsafe { &mut (*per_bio::<T>(self.raw())).record }
+    }
+
+    /// A copy of the data a write carries (its `sectors()` worth), in
+    /// memory allocated with `flags`.
+    pub(crate) fn copy_data(&self, flags: kernel::alloc::Flags) -> Result<KVVec<u8>> {
+        let len = usize::try_from(self.sectors())
+            .ok()
+            .and_then(|s| s.checked_mul(512))
+            .ok_or(EINVAL)?;
+        if self.kind() != BioKind::Write || len == 0 {
+            return Err(EINVAL);
+        }
+        let mut buf = KVVec::<u8>::with_capacity(len, flags)?;
+        // SAFETY: a live write bio (type invariant) of `len` bytes: the copy
+        // walks its segments from its iterator and writes exactly `len`
+        // bytes into `buf`, which has room for them; they are then
+        // initialised, so the length may cover them.
+        unsafe {
+            bindings::dmmr_bio_copy_data(self.raw(), buf.as_mut_ptr().cast());
+            buf.inc_len(len);
+        }
+        Ok(buf)
     }
 
     /// Sends the bio to `dev` at `sector`: its completion goes through

@@ -51,6 +51,54 @@ void dmmr_io_request_init(struct dm_io_request *req, blk_opf_t opf, struct bio *
 	req->client = client;
 }
 
+/*
+ * The same for a write from a kernel buffer: dm-io needs to know whether it
+ * is vmalloc memory (is_vmalloc_addr() is a static inline).
+ */
+void dmmr_io_request_init_buf(struct dm_io_request *req, blk_opf_t opf, void *buf,
+			      io_notify_fn fn, void *context, struct dm_io_client *client)
+{
+	memset(req, 0, sizeof(*req));
+	req->bi_opf = opf;
+	if (is_vmalloc_addr(buf)) {
+		req->mem.type = DM_IO_VMA;
+		req->mem.ptr.vma = buf;
+	} else {
+		req->mem.type = DM_IO_KMEM;
+		req->mem.ptr.addr = buf;
+	}
+	req->notify.fn = fn;
+	req->notify.context = context;
+	req->client = client;
+}
+
+/* bio_for_each_segment() and memcpy_from_bvec() are a macro and an inline. */
+void dmmr_bio_copy_data(struct bio *bio, void *buf)
+{
+	struct bio_vec bv;
+	struct bvec_iter iter;
+	char *dst = buf;
+
+	bio_for_each_segment(bv, bio, iter) {
+		memcpy_from_bvec(dst, &bv);
+		dst += bv.bv_len;
+	}
+}
+
+/*
+ * dm_rh_mark_nosync() finds the region through a bio; a write the target
+ * issued from its own buffer has none, so give it one that carries only
+ * the sector (all the function reads of it, besides the op flags).
+ */
+void dmmr_rh_mark_sector_nosync(struct dm_region_hash *rh, sector_t sector)
+{
+	struct bio bio;
+
+	bio_init(&bio, NULL, NULL, 0, REQ_OP_WRITE);
+	bio.bi_iter.bi_sector = sector;
+	dm_rh_mark_nosync(rh, &bio);
+}
+
 struct workqueue_struct *dmmr_alloc_workqueue(const char *name, unsigned int flags)
 {
 	return alloc_workqueue("%s", flags, 0, name);

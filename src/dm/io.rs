@@ -58,6 +58,10 @@ impl IoClient {
         Ok(Self { client })
     }
 
+    pub(super) fn as_raw(&self) -> *mut bindings::dm_io_client {
+        self.client.as_ptr()
+    }
+
     /// Writes `bio` (data, empty flush or discard) to every `(device, sector)`
     /// in `dests`, with those of its flags that `keep` names; when all are
     /// done, `T::write_done` gets the bio back with a bit set for each

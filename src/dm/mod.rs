@@ -10,6 +10,7 @@
 mod args;
 mod bindings;
 pub(crate) mod bio;
+pub(crate) mod buffer_io;
 pub(crate) mod dirty_log;
 pub(crate) mod io;
 pub(crate) mod kcopyd;

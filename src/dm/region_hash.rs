@@ -88,6 +88,21 @@ impl<T: RegionHashCallbacks> Region<T> {
 // SAFETY: a recovering region may be finished from any thread.
 unsafe impl<T: RegionHashCallbacks> Send for Region<T> {}
 
+/// One pending write counted in a region of a [`RegionHash<T>`] by
+/// [`RegionHash::hold_pending`], for a copy of a write the target issues
+/// later; give it back with [`RegionHash::release`] or
+/// [`RegionHash::release_nosync`]. Dropping it instead leaks the count (the
+/// region would never be marked clean), so it is `must_use`.
+///
+/// # Invariants
+///
+/// `region` is in range and has one pending write counted for this token.
+#[must_use]
+pub(crate) struct PendingRef<T: RegionHashCallbacks> {
+    region: u64,
+    _t: PhantomData<fn() -> T>,
+}
+
 /// A region hash over the target's dirty log (which it owns).
 ///
 /// Every region index this type hands to C is checked against the region
@@ -262,6 +277,42 @@ impl<T: RegionHashCallbacks> RegionHash<T> {
             bindings::dm_rh_inc_pending(self.raw(), &mut one);
         }
         Ok(())
+    }
+
+    /// Counts one more pending write in `bio`'s region for a copy of `bio`
+    /// the target writes later from its own buffer: the region stays dirty
+    /// (and out of recovery) until the token is released.
+    pub(crate) fn hold_pending(&self, bio: &mut OwnedBio<T>, region: u64) -> Result<PendingRef<T>> {
+        self.inc_pending(bio, region)?;
+        // INVARIANT: one pending write counted just now.
+        Ok(PendingRef {
+            region,
+            _t: PhantomData,
+        })
+    }
+
+    /// The copy `pending` stood for has been written: one pending write less.
+    /// Callable from I/O completion.
+    pub(crate) fn release(&self, pending: PendingRef<T>) {
+        let PendingRef { region, .. } = pending;
+        // SAFETY: live region hash; `region` is in range (checked when the
+        // token was made) and the token's pending write is counted.
+        unsafe { bindings::dm_rh_dec(self.raw(), region) };
+    }
+
+    /// The copy `pending` stood for failed on some leg: the region is
+    /// marked out of sync (so it is resynchronised and never marked clean
+    /// before that), then released. Process context (the worker).
+    pub(crate) fn release_nosync(&self, pending: PendingRef<T>) {
+        let sector = self
+            .begin
+            .saturating_add(self.region_to_sector(pending.region));
+        // SAFETY: live region hash; the token's pending write keeps the
+        // region in the hash, as `dm_rh_mark_nosync` requires; the sector is
+        // the region's first, absolute, as a bio of it would carry. Process
+        // context: the caller's promise (worker only), as for dm-raid1.
+        unsafe { bindings::dmmr_rh_mark_sector_nosync(self.raw(), sector) };
+        self.release(pending);
     }
 
     /// One pending write of `region` is done. Callable from I/O completion.

@@ -12,9 +12,11 @@
 #![forbid(unsafe_code)]
 
 mod leg;
+mod write_behind;
 
 use crate::dm::{
     self,
+    buffer_io::BufferWrites,
     dirty_log::{DirtyLog, DirtyLogCallbacks},
     io::{IoClient, IoCompletion},
     kcopyd::{CopyCompletion, Kcopyd},
@@ -27,19 +29,22 @@ use crate::mcore::{
     freshness::{Freshness, FreshnessError},
     io_balance::Command,
     legs::{LegSet, MAX_LEGS},
-    message::parse_message,
+    message::{parse_message, Message},
     policy::{Balancer, ReadRequest},
     status::{self, LegErrors, LegHealth},
     table::{region_count, Features, LegSpec, MirrorTable},
+    write_mostly::{write_behind_report, WriteMostlyError},
 };
 use core::fmt::Write;
 use kernel::{
     alloc::KVVec,
     error::code::{EAGAIN, EINVAL, EIO, ENOMEM},
+    new_condvar,
     prelude::*,
-    sync::{new_spinlock_irq, SpinLockIrq},
+    sync::{new_spinlock_irq, CondVar, SpinLockIrq},
 };
 use leg::Leg;
+use write_behind::BehindState;
 
 /// The dm target type name, as lvm2 and dmsetup know it.
 pub(crate) const TARGET_NAME: &CStr = c"mirror";
@@ -90,6 +95,8 @@ struct LegState {
     log_failure: bool,
     /// An event is due (raised by the worker: it may sleep).
     event_pending: bool,
+    /// Write-mostly legs and the copies they are behind on.
+    behind: BehindState,
 }
 
 impl LegState {
@@ -139,6 +146,9 @@ struct Queues {
     discards_queued: u32,
     /// Discards sent to the legs and not completed.
     discards_in_flight: u32,
+    /// Writes whose regions are marked, waiting for room in the
+    /// write-behind backlog (or for it to drain), oldest first.
+    behind_waiting: BioList<MirrorSet>,
     suspended: bool,
 }
 
@@ -160,6 +170,13 @@ pub(crate) struct MirrorSet {
     state: SpinLockIrq<LegState>,
     #[pin]
     queues: SpinLockIrq<Queues>,
+    /// Copies to write-mostly legs in flight (dm core does not wait for
+    /// them: `stop` does).
+    #[pin]
+    buffer_writes: BufferWrites,
+    /// Signalled when the write-behind backlog becomes empty.
+    #[pin]
+    behind_drained: CondVar,
 }
 
 /// What `map` remembers about a bio for `end_io` and the callbacks: one
@@ -174,13 +191,17 @@ pub(crate) enum BioRecord {
     Other,
     /// A write of data. `covers`: it writes every sector of its region;
     /// `one_leg`: the region is out of sync and the write went to this leg
-    /// alone; `pending`: counted pending in the region hash.
+    /// alone; `pending`: counted pending in the region hash; `behind`: the
+    /// write-mostly legs that get a copy later (the others got the bio).
     Write {
         region: u64,
         covers: bool,
         one_leg: Option<u8>,
         pending: bool,
+        behind: LegSet,
     },
+    /// An empty flush sent to the legs of `sent_to` only (write-behind).
+    Flush { sent_to: LegSet },
     /// A discard (sent to every leg, not counted in the region hash).
     Discard { region: u64 },
     /// A read remapped in `map` to `leg`; `details` restore it for a retry.
@@ -203,7 +224,7 @@ impl BioRecord {
     /// region functions give it region 0 too).
     fn region(&self) -> u64 {
         match *self {
-            BioRecord::Other => 0,
+            BioRecord::Other | BioRecord::Flush { .. } => 0,
             BioRecord::Write { region, .. }
             | BioRecord::Discard { region }
             | BioRecord::RemappedRead { region, .. }
@@ -274,10 +295,13 @@ impl MirrorSet {
         let LegState {
             freshness,
             balancer,
+            behind,
             ..
         } = &mut *st;
+        let fresh = freshness.fresh(region).ok()?;
+        let candidates = behind.read_legs(region, fresh, healthy);
         freshness
-            .route_read(balancer, region, healthy, &read)
+            .route_read(balancer, region, candidates, &read)
             .ok()
             .flatten()
     }
@@ -398,7 +422,7 @@ impl MirrorSet {
         let healthy = st.usable(self.nr_legs());
         st.freshness
             .fresh(region)
-            .is_ok_and(|fresh| !fresh.intersection(healthy).is_empty())
+            .is_ok_and(|fresh| !st.behind.read_legs(region, fresh, healthy).is_empty())
     }
 
     /// At the first resume (the disk log reads its state in its resume):
@@ -615,9 +639,7 @@ impl MirrorSet {
             self.queues.lock().failures.append(&mut sync);
             self.worker.queue();
         } else {
-            while let Some(bio) = sync.pop() {
-                self.write_to_all_legs(bio);
-            }
+            self.dispatch_writes(sync);
         }
         while let Some(mut bio) = recover.pop() {
             let region = bio.record().region();
@@ -654,7 +676,7 @@ impl MirrorSet {
 
     /// Discards go to every leg, but never while a copy runs.
     fn do_discards(&self, mut discards: BioList<Self>) {
-        let copying = self.state.lock().recovery_in_flight();
+        let copying = self.discards_wait();
         let mut send = BioList::new();
         {
             let mut q = self.queues.lock();
@@ -671,6 +693,13 @@ impl MirrorSet {
         while let Some(bio) = send.pop() {
             self.write_to_all_legs(bio);
         }
+    }
+
+    /// Whether discards must wait: while a copy runs (resync or
+    /// write-behind), a discard of the same blocks could overtake it.
+    fn discards_wait(&self) -> bool {
+        let st = self.state.lock();
+        st.recovery_in_flight() || !st.behind.backlog.is_empty()
     }
 
     fn write_to_all_legs(&self, bio: OwnedBio<Self>) {
@@ -808,6 +837,8 @@ impl TargetOperations for MirrorSet {
         let bitmaps = KVVec::from_elem(0u64, words, GFP_KERNEL).map_err(|e| nomem(e.into()))?;
         let freshness =
             Freshness::new(table.nr_legs(), nr_regions, bitmaps).map_err(|_| nomem(ENOMEM))?;
+        let behind = BehindState::new(table.nr_legs(), nr_regions, table.features.write_behind)
+            .map_err(nomem)?;
 
         KBox::pin_init(
             try_pin_init!(MirrorSet {
@@ -831,6 +862,7 @@ impl TargetOperations for MirrorSet {
                         leg_failure: false,
                         log_failure: false,
                         event_pending: false,
+                        behind,
                     },
                     "MirrorSet::state"
                 ),
@@ -843,10 +875,13 @@ impl TargetOperations for MirrorSet {
                         discards: BioList::new(),
                         discards_queued: 0,
                         discards_in_flight: 0,
+                        behind_waiting: BioList::new(),
                         suspended: false,
                     },
                     "MirrorSet::queues"
                 ),
+                buffer_writes <- BufferWrites::new(),
+                behind_drained <- new_condvar!("MirrorSet::behind_drained"),
             }),
             GFP_KERNEL,
         )
@@ -873,6 +908,7 @@ impl TargetOperations for MirrorSet {
                         covers: self.covers_region(region, sector, bio.sectors()),
                         one_leg: None,
                         pending: false,
+                        behind: LegSet::EMPTY,
                     },
                     BioKind::Discard => BioRecord::Discard { region },
                     _ => BioRecord::Other,
@@ -931,6 +967,7 @@ impl TargetOperations for MirrorSet {
                 covers,
                 one_leg,
                 pending,
+                ..
             } => {
                 if let Some(leg) = one_leg {
                     // An out-of-sync region's write, sent to one leg.
@@ -974,6 +1011,8 @@ impl TargetOperations for MirrorSet {
     }
 
     fn stop(&self) {
+        // Copies to write-mostly legs call back into the instance.
+        self.drain_behind();
         // A resync copy's callback ends its recovery (which a suspend waits
         // for) before it returns, and its region hash wakes the worker
         // after that: wait for kcopyd's callbacks first, then the worker.
@@ -1010,6 +1049,9 @@ impl TargetOperations for MirrorSet {
     }
 
     fn postsuspend(&self) {
+        // No bio is in flight, but copies to write-mostly legs may be: the
+        // log must not be suspended with regions they still hold.
+        self.drain_behind();
         if self.log().postsuspend().is_err() {
             dm_warn!("log postsuspend failed");
         }
@@ -1071,10 +1113,35 @@ impl TargetOperations for MirrorSet {
     fn message(&self, args: &[&str], out: &mut StatusWriter<'_>) -> Result<bool> {
         let names = self.leg_names();
         let names = names.get(..self.nr_legs()).unwrap_or(&[]);
-        let cmd = parse_message(args, names).map_err(|e| {
+        let message = parse_message(args, names).map_err(|e| {
             dm_err!("{}", e);
             EINVAL
         })?;
+        let cmd = match message {
+            Message::IoBalance(cmd) => cmd,
+            Message::WriteBehind(cmd) => {
+                let checked = {
+                    let mut st = self.state.lock();
+                    let mut config = st.behind.config;
+                    config.apply(&cmd);
+                    let checked = config.check(self.nr_legs(), st.balancer.default_leg());
+                    if checked.is_ok() {
+                        st.behind.config = config;
+                        st.behind
+                            .backlog
+                            .set_max_sectors(u64::from(config.max_write_behind()));
+                    }
+                    checked
+                };
+                checked.map_err(|e| {
+                    dm_err!("{}", e);
+                    EINVAL
+                })?;
+                // Writes that waited may go now (or must drain first).
+                self.worker.queue();
+                return Ok(false);
+            }
+        };
         let mut st = self.state.lock();
         let healthy = st.usable(self.nr_legs());
         if let Command::Show = cmd {
@@ -1084,12 +1151,25 @@ impl TargetOperations for MirrorSet {
             for (leg, count) in stale.iter_mut().enumerate() {
                 *count = st.freshness.stale_regions(leg);
             }
+            let config = st.behind.config;
+            let (stats, oldest) = st.behind.report(dm::now_ns());
             drop(st);
             let _ = balancer.write_report(out, names, healthy, &stale);
+            let _ = write_behind_report(out, names, &config, &stats, &oldest);
             return Ok(true);
+        }
+        if let Command::SetDefaultLeg(leg) = cmd {
+            if st.behind.config.write_mostly().contains(leg.index()) {
+                drop(st);
+                dm_err!("{}", WriteMostlyError::DefaultLeg(leg.index()));
+                return Err(EINVAL);
+            }
         }
         let mirror = st.freshness.mirror_state(healthy);
         let applied = st.balancer.apply(&cmd, &mirror);
+        if let (Command::ResetStats, Ok(())) = (cmd, &applied) {
+            st.behind.backlog.reset_stats();
+        }
         drop(st);
         applied.map_err(|e| {
             dm_err!("{}", e);
@@ -1112,6 +1192,14 @@ impl TargetOperations for MirrorSet {
 impl IoCompletion for MirrorSet {
     fn write_done(&self, mut bio: OwnedBio<Self>, failed: u64, unsupported: u64) {
         let record = *bio.record();
+        // dm-io's bits name destinations in the order they were given: the
+        // legs the bio was sent to, ascending.
+        let sent_to = match record {
+            BioRecord::Write { behind, .. } => self.all_legs().difference(behind),
+            BioRecord::Flush { sent_to } => sent_to,
+            _ => self.all_legs(),
+        };
+        let failed_legs = sent_to.members_at(failed);
         match record {
             BioRecord::Discard { .. } => {
                 let mut q = self.queues.lock();
@@ -1120,15 +1208,21 @@ impl IoCompletion for MirrorSet {
                 // A copy may have been waiting for it.
                 self.worker.queue();
             }
-            BioRecord::Write { region, covers, .. } => {
+            BioRecord::Write {
+                region,
+                covers,
+                behind,
+                ..
+            } => {
                 // Before the write is acknowledged: a read after the
-                // acknowledgement must not find a leg that missed it.
-                let missed = u16::try_from((failed | unsupported) & 0x1ff).unwrap_or(u16::MAX);
-                let reached = LegSet::from_bits(!missed).intersection(self.all_legs());
-                for idx in 0..self.nr_legs() {
-                    if failed & (1 << idx) != 0 {
-                        self.fail_leg(idx, LegErrors::WRITE);
-                    }
+                // acknowledgement must not find a leg that missed it. The
+                // legs it is behind on count as reached: their copies are
+                // queued in order, and reads avoid them until the copies
+                // are written (a failed copy fails the leg).
+                let missed = sent_to.members_at(failed | unsupported);
+                let reached = sent_to.difference(missed).union(behind);
+                for idx in failed_legs {
+                    self.fail_leg(idx, LegErrors::WRITE);
                 }
                 self.write_completed(region, reached, covers);
             }
@@ -1145,10 +1239,8 @@ impl IoCompletion for MirrorSet {
             return bio.end(Status::invalid());
         }
         if !matches!(record, BioRecord::Write { .. }) {
-            for idx in 0..self.nr_legs() {
-                if failed & (1 << idx) != 0 {
-                    self.fail_leg(idx, LegErrors::WRITE);
-                }
+            for idx in failed_legs {
+                self.fail_leg(idx, LegErrors::WRITE);
             }
         }
         // Raising events and holding may block: the worker decides.
@@ -1266,7 +1358,7 @@ impl WorkerCallback for MirrorSet {
         if event {
             self.target.raise_event();
         }
-        let copying = self.state.lock().recovery_in_flight();
+        let copying = self.discards_wait();
         let (reads, writes, failures) = {
             let mut q = self.queues.lock();
             let mut reads = BioList::new();
@@ -1290,6 +1382,9 @@ impl WorkerCallback for MirrorSet {
         self.do_recovery();
         self.do_reads(reads);
         self.do_writes(writes);
+        self.do_behind_failures();
+        // Writes that waited for the backlog, and copies that may go now.
+        self.dispatch_writes(BioList::new());
         self.do_failures(failures);
     }
 }

@@ -1,0 +1,446 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Write-behind: writes acknowledged once the legs that are not
+//! write-mostly have them, copied to the write-mostly legs afterwards from
+//! the target's own buffers (`crate::mcore::write_behind` keeps the books).
+//!
+//! What holds, and why:
+//!
+//! - **Acknowledgement.** A write is acknowledged when every leg that is not
+//!   write-mostly completed it (with its FUA and preflush flags) and its
+//!   region is marked in the dirty log. Its copy for a write-mostly leg is
+//!   admitted to the backlog before that, so a read issued after the
+//!   acknowledgement never goes to a leg the write is behind on.
+//! - **Bound.** At `max_write_behind` sectors behind on a leg (or when the
+//!   backlog has no free slot, or a copy cannot be allocated without
+//!   sleeping), a write waits in `behind_waiting`, in order, until
+//!   completions make room. It is never dropped and never written around
+//!   the backlog (that could overtake an earlier copy on the lagging leg).
+//! - **Order.** The backlog hands a copy out only after every earlier copy
+//!   of the same leg that overlaps it completed.
+//! - **Regions.** Each copy holds a pending write in its region
+//!   ([`PendingRef`]): the region stays dirty in the log, and out of
+//!   recovery, until the copy is on its leg. After a crash the resync copies
+//!   it from the default leg, which is never write-mostly.
+//! - **Failure of a copy.** The leg fails (an event with `handle_errors`),
+//!   it is stale in the region, and the region is marked out of sync before
+//!   its pending write is released.
+//! - **Flush and FUA.** With write-behind on, an empty flush goes to the
+//!   legs that are not write-mostly only, and a write's copy for a
+//!   write-mostly leg carries neither FUA nor a preflush: a completed flush
+//!   makes acknowledged data durable on the legs that acknowledge writes,
+//!   not on the lagging leg (DRBD's protocol A answers the same way; md
+//!   raid1 waits for the write-mostly device's flush, which costs a round
+//!   trip on a WAN for every flush).
+//! - **No leg to acknowledge.** With no healthy leg that is not
+//!   write-mostly, writes wait until the backlog is empty and then go to
+//!   every leg, as without write-behind.
+//! - **Suspend and destructor.** `postsuspend` and `stop` wait until the
+//!   backlog is empty and the last copy's completion is done.
+
+use super::{BioRecord, MirrorSet};
+use crate::dm::{
+    self,
+    buffer_io::{BufferCompletion, BufferWrite, BufferWrites},
+    region_hash::PendingRef,
+    BioKind, BioList, OpFlags, OwnedBio, Status,
+};
+use crate::mcore::{
+    legs::{LegSet, MAX_LEGS},
+    status::LegErrors,
+    write_behind::{Admitted, Backlog, BacklogError, BehindSlot, BehindStats, Ticket},
+    write_mostly::{read_candidates, WriteBehindConfig},
+};
+use kernel::{alloc::KVVec, error::code::ENOMEM, prelude::*};
+
+/// Backlog slots per mirror set: how many copies may be behind at once,
+/// over all write-mostly legs (md's default write-behind is 256 writes).
+const BEHIND_SLOTS: usize = 1024;
+
+/// What a backlog slot holds besides its bookkeeping.
+#[derive(Default)]
+pub(super) struct BehindEntry {
+    /// The copy's data, from admission until it is submitted.
+    write: Option<BufferWrite>,
+    /// The pending write it holds in its region.
+    pending: Option<PendingRef<MirrorSet>>,
+}
+
+/// The write-behind state, under the mirror's state lock together with
+/// freshness: admission and read routing decide against the same state.
+pub(super) struct BehindState {
+    pub(super) config: WriteBehindConfig,
+    pub(super) backlog: Backlog<KVVec<BehindSlot>, KVVec<u64>>,
+    entries: KVVec<BehindEntry>,
+    /// Tickets of copies that failed, for the worker (capacity: one per
+    /// slot, so pushing never allocates).
+    failed: KVVec<Ticket>,
+}
+
+impl BehindState {
+    /// An empty backlog for `nr_legs` legs and `nr_regions` regions.
+    pub(super) fn new(nr_legs: usize, nr_regions: u64, config: WriteBehindConfig) -> Result<Self> {
+        let words = Backlog::<KVVec<BehindSlot>, KVVec<u64>>::words_needed(nr_legs, nr_regions)
+            .ok_or(ENOMEM)?;
+        let bits = KVVec::from_elem(0u64, words, GFP_KERNEL)?;
+        let slots = KVVec::from_elem(BehindSlot::default(), BEHIND_SLOTS, GFP_KERNEL)?;
+        let backlog = Backlog::new(
+            nr_legs,
+            nr_regions,
+            u64::from(config.max_write_behind()),
+            slots,
+            bits,
+        )
+        .map_err(|_| ENOMEM)?;
+        let mut entries = KVVec::with_capacity(BEHIND_SLOTS, GFP_KERNEL)?;
+        for _ in 0..BEHIND_SLOTS {
+            entries.push(BehindEntry::default(), GFP_KERNEL)?;
+        }
+        Ok(Self {
+            config,
+            backlog,
+            entries,
+            failed: KVVec::with_capacity(BEHIND_SLOTS, GFP_KERNEL)?,
+        })
+    }
+
+    /// The legs a read of `region` may go to, of the `healthy` legs that
+    /// hold its latest data (`fresh`): none the write is behind on, and not
+    /// a write-mostly leg while another can serve.
+    pub(super) fn read_legs(&self, region: u64, fresh: LegSet, healthy: LegSet) -> LegSet {
+        let write_mostly = self.config.write_mostly();
+        if write_mostly.is_empty() && self.backlog.is_empty() {
+            return fresh.intersection(healthy);
+        }
+        read_candidates(fresh, healthy, self.backlog.behind(region), write_mostly)
+    }
+
+    /// Per-leg figures for `show`: stats and the age of the oldest copy.
+    pub(super) fn report(&self, now_ns: u64) -> ([BehindStats; MAX_LEGS], [Option<u64>; MAX_LEGS]) {
+        let mut stats = [BehindStats::default(); MAX_LEGS];
+        let mut oldest = [None; MAX_LEGS];
+        for leg in 0..MAX_LEGS {
+            if let Some(s) = stats.get_mut(leg) {
+                *s = self.backlog.stats(leg);
+            }
+            if let Some(o) = oldest.get_mut(leg) {
+                *o = self
+                    .backlog
+                    .oldest_ns(leg)
+                    .map(|t| now_ns.saturating_sub(t) / 1_000_000);
+            }
+        }
+        (stats, oldest)
+    }
+}
+
+/// How a write goes out.
+enum WritePlan {
+    /// To every leg (no write-behind).
+    AllLegs,
+    /// To the legs of `sync` (the bio's record says which are behind).
+    Legs(LegSet),
+    /// Not now: it joins `behind_waiting`.
+    Wait,
+    /// A bug (a region out of range): fail the write.
+    Fail,
+}
+
+impl MirrorSet {
+    /// Sends writes whose regions are marked, after those already waiting,
+    /// in order: once a write waits, the later ones wait behind it.
+    pub(super) fn dispatch_writes(&self, mut writes: BioList<Self>) {
+        let mut pending = BioList::new();
+        pending.append(&mut self.queues.lock().behind_waiting);
+        pending.append(&mut writes);
+        let mut wait = false;
+        while let Some(bio) = pending.pop() {
+            let bio = if wait {
+                Some(bio)
+            } else {
+                self.dispatch_write(bio)
+            };
+            if let Some(bio) = bio {
+                wait = true;
+                self.queues.lock().behind_waiting.push(bio);
+            }
+        }
+        self.submit_behind();
+    }
+
+    /// Sends one write (data or empty flush) or gives it back to wait.
+    fn dispatch_write(&self, mut bio: OwnedBio<Self>) -> Option<OwnedBio<Self>> {
+        let kind = bio.kind();
+        let all = self.all_legs();
+        let (enabled, write_mostly) = {
+            let st = self.state.lock();
+            (
+                st.behind.config.behind_enabled(),
+                st.behind.config.write_mostly().intersection(all),
+            )
+        };
+        // Copies are made before taking the IRQ-off lock (no allocation
+        // under it), for the write-mostly legs as they were a moment ago;
+        // a change in between shows as a missing copy and the write waits.
+        let mut copies: [Option<BufferWrite>; MAX_LEGS] = [const { None }; MAX_LEGS];
+        if enabled && kind == BioKind::Write {
+            for leg in write_mostly {
+                let copy = bio
+                    .copy_data(GFP_NOWAIT | __GFP_NOWARN)
+                    .ok()
+                    .and_then(|buf| BufferWrite::new(buf, GFP_NOWAIT | __GFP_NOWARN).ok());
+                if let Some(slot) = copies.get_mut(leg) {
+                    *slot = copy;
+                }
+            }
+        }
+        let (region, sector, nr_sectors) = (bio.record().region(), bio.sector(), bio.sectors());
+        let now_ns = dm::now_ns();
+        let (plan, admitted): (WritePlan, Admitted) = {
+            let mut st = self.state.lock();
+            let healthy = st.usable(self.nr_legs());
+            let behind = &mut st.behind;
+            let write_mostly = behind.config.write_mostly().intersection(all);
+            let sync = all.difference(write_mostly);
+            let active = behind.config.behind_enabled()
+                && !write_mostly.is_empty()
+                && !sync.intersection(healthy).is_empty();
+            let drained = behind.backlog.is_empty();
+            let have_copies = write_mostly
+                .iter()
+                .all(|leg| copies.get(leg).is_some_and(Option::is_some));
+            if !active {
+                (
+                    if drained {
+                        WritePlan::AllLegs
+                    } else {
+                        WritePlan::Wait
+                    },
+                    Admitted::default(),
+                )
+            } else if kind != BioKind::Write {
+                // An empty flush: the legs that acknowledge writes.
+                (WritePlan::Legs(sync), Admitted::default())
+            } else if !have_copies {
+                (
+                    if drained {
+                        WritePlan::AllLegs
+                    } else {
+                        WritePlan::Wait
+                    },
+                    Admitted::default(),
+                )
+            } else {
+                match behind
+                    .backlog
+                    .admit(write_mostly, region, sector, nr_sectors, now_ns)
+                {
+                    Ok(admitted) => {
+                        for leg in admitted.legs() {
+                            let slot = admitted.slot(leg);
+                            if let (Some(entry), Some(copy)) = (
+                                slot.and_then(|s| behind.entries.get_mut(s)),
+                                copies.get_mut(leg),
+                            ) {
+                                entry.write = copy.take();
+                            }
+                        }
+                        (WritePlan::Legs(sync), admitted)
+                    }
+                    Err(BacklogError::Full) => (WritePlan::Wait, Admitted::default()),
+                    Err(_) => (WritePlan::Fail, Admitted::default()),
+                }
+            }
+        };
+        // Unused copies are freed here, outside the lock.
+        drop(copies);
+        match plan {
+            WritePlan::AllLegs => self.write_to_all_legs(bio),
+            WritePlan::Wait => return Some(bio),
+            WritePlan::Fail => bio.end(Status::io_error()),
+            WritePlan::Legs(sync) => {
+                if kind == BioKind::Write {
+                    self.hold_regions(&mut bio, region, &admitted);
+                    if let BioRecord::Write { behind, .. } = bio.record() {
+                        *behind = admitted.legs();
+                    }
+                } else {
+                    *bio.record() = BioRecord::Flush { sent_to: sync };
+                }
+                let sector = if kind == BioKind::Flush { 0 } else { sector };
+                self.io.write_all(
+                    bio,
+                    self.legs
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| sync.contains(*i))
+                        .map(|(_, leg)| (&leg.dev, leg.map_sector(sector))),
+                    super::WRITE_FLAGS,
+                );
+            }
+        }
+        None
+    }
+
+    /// One pending write in `region` per copy `admitted`, kept with the
+    /// copy's slot until it is on its leg. Worker only: the copies are
+    /// submitted by this same worker, after this.
+    fn hold_regions(&self, bio: &mut OwnedBio<Self>, region: u64, admitted: &Admitted) {
+        for leg in admitted.legs() {
+            let Ok(pending) = self.rh.hold_pending(bio, region) else {
+                continue;
+            };
+            let mut st = self.state.lock();
+            match admitted
+                .slot(leg)
+                .and_then(|s| st.behind.entries.get_mut(s))
+            {
+                Some(entry) => entry.pending = Some(pending),
+                None => {
+                    drop(st);
+                    self.rh.release(pending);
+                }
+            }
+        }
+    }
+
+    /// Submits every copy the backlog may hand out now. Worker only.
+    pub(super) fn submit_behind(&self) {
+        loop {
+            let next = {
+                let mut st = self.state.lock();
+                let behind = &mut st.behind;
+                behind.backlog.next_ready().map(|(ticket, write)| {
+                    let copy = behind
+                        .entries
+                        .get_mut(ticket.slot())
+                        .and_then(|e| e.write.take());
+                    (ticket, write, copy)
+                })
+            };
+            let Some((ticket, write, copy)) = next else {
+                return;
+            };
+            let submitted = match (copy, self.legs.get(write.leg)) {
+                (Some(copy), Some(leg)) => self
+                    .buffer_writes
+                    .write(
+                        &self.target,
+                        &self.io,
+                        (&leg.dev, leg.map_sector(write.sector)),
+                        copy,
+                        ticket.to_bits(),
+                        OpFlags::default(),
+                    )
+                    .is_ok(),
+                _ => false,
+            };
+            if !submitted {
+                // Nothing reached the leg: as a failed write.
+                self.behind_failed(ticket);
+            }
+        }
+    }
+
+    /// A copy failed: the worker finishes it ([`Self::do_behind_failures`]).
+    fn behind_failed(&self, ticket: Ticket) {
+        // Capacity is one per slot: this never allocates and never fails.
+        let _ = self.state.lock().behind.failed.push_within_capacity(ticket);
+        self.worker.queue();
+    }
+
+    /// Finishes failed copies: the leg fails and is stale in the region,
+    /// and the region is marked out of sync before its pending write goes.
+    /// Worker only (marking a region out of sync is process context).
+    pub(super) fn do_behind_failures(&self) {
+        let all = self.all_legs();
+        loop {
+            let (done, pending) = {
+                let mut st = self.state.lock();
+                let Some(ticket) = st.behind.failed.pop() else {
+                    break;
+                };
+                let pending = st
+                    .behind
+                    .entries
+                    .get_mut(ticket.slot())
+                    .and_then(|e| e.pending.take());
+                let done = st.behind.backlog.complete(ticket);
+                if let Ok(done) = done {
+                    st.in_sync = false;
+                    let _ = st.write_completed(
+                        self.nr_legs(),
+                        done.write.region,
+                        all.without(done.write.leg),
+                        false,
+                    );
+                }
+                (done, pending)
+            };
+            if let Ok(done) = done {
+                dm_err_limit!(
+                    "write-behind to {} failed: region {} out of sync",
+                    self.leg_name(done.write.leg),
+                    done.write.region
+                );
+                self.fail_leg(done.write.leg, LegErrors::WRITE);
+            }
+            if let Some(pending) = pending {
+                self.rh.release_nosync(pending);
+            }
+            self.behind_progress();
+        }
+    }
+
+    /// After a copy completed: wake a drain waiting for an empty backlog,
+    /// and the worker (copies that may go now, writes that waited).
+    fn behind_progress(&self) {
+        if self.state.lock().behind.backlog.is_empty() {
+            self.behind_drained.notify_all();
+        }
+        self.worker.queue();
+    }
+
+    /// Waits until no copy is behind and the last completion is done.
+    /// Process context; the worker must be running.
+    pub(super) fn drain_behind(&self) {
+        {
+            let mut st = self.state.lock();
+            while !st.behind.backlog.is_empty() {
+                self.behind_drained.wait(&mut st);
+            }
+        }
+        self.buffer_writes.wait_idle();
+    }
+}
+
+impl BufferCompletion for MirrorSet {
+    fn buffer_written(&self, buf: KVVec<u8>, tag: u64, failed: bool) {
+        let ticket = Ticket::from_bits(tag);
+        if failed {
+            self.behind_failed(ticket);
+        } else {
+            // The region's pending write goes first, so that a drain that
+            // sees the backlog empty also finds the regions released.
+            let pending = self
+                .state
+                .lock()
+                .behind
+                .entries
+                .get_mut(ticket.slot())
+                .and_then(|e| e.pending.take());
+            if let Some(pending) = pending {
+                self.rh.release(pending);
+            }
+            if self.state.lock().behind.backlog.complete(ticket).is_err() {
+                dm_err_limit!("write-behind completion for an unknown entry");
+            }
+            self.behind_progress();
+        }
+        drop(buf);
+    }
+
+    fn buffer_writes(&self) -> &BufferWrites {
+        &self.buffer_writes
+    }
+}

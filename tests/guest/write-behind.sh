@@ -1,0 +1,167 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Write-mostly legs with write-behind: settings (table features, messages,
+# refusals), writes acknowledged while the write-mostly leg lags (its copies
+# show in `io_balance show`), the bound, reads never on the lagging leg,
+# fio verify while the backlog fills and drains, legs identical after it
+# drains, a failing write-mostly leg (D, nothing lost) and a failing fast
+# leg (EIO or the latest data, never older data).
+#
+# The write-mostly leg is dm-delay (writes delayed) over dm-linear over a
+# loop device; the fast leg is dm-linear over another. Switching a linear
+# device to `error` fails a leg (for the slow leg: also the copies dm-delay
+# still holds, which a suspend of dm-delay itself would write out).
+#
+# Runs in the guest: scripts/vm-run tests/guest/write-behind.sh
+# dmmr-needs: module
+
+. /dmmr/tests/lib.sh
+need_module
+
+ktap_plan 30
+
+modprobe -r dm_mirror 2>/dev/null || true
+modprobe dm_mirror_rs || die "cannot load dm_mirror_rs"
+modprobe dm-delay || die "cannot load dm-delay"
+
+SECTORS=131072 # 64 MiB
+L0=$(mk_loop 64) L1=$(mk_loop 64)
+
+# set_fast <table>, set_slow <table>: swap a leg's table (suspend flushes
+# what dm-delay holds).
+swap_table() {
+	dm suspend "$1" && dm reload "$1" --table "$2" && dm resume "$1"
+}
+fast_ok() { swap_table fast "0 $SECTORS linear $L0 0"; }
+fast_error() { swap_table fast "0 $SECTORS error"; }
+SB=/dev/mapper/slowbase
+slow_delay() { swap_table slow "0 $SECTORS delay $SB 0 0 $SB 0 $1"; }
+slow_error() { swap_table slowbase "0 $SECTORS error"; }
+# legs_cmp <bytes>: the legs' first bytes are equal (read past the page
+# cache, which the mirror's bios bypass).
+legs_cmp() {
+	dd if="$L0" of="$DMMR_WORK/l0" bs=1M count=$(($1 >> 20)) iflag=direct status=none &&
+		dd if="$L1" of="$DMMR_WORK/l1" bs=1M count=$(($1 >> 20)) iflag=direct status=none &&
+		cmp "$DMMR_WORK/l0" "$DMMR_WORK/l1"
+}
+# slow_has <file> <4k-block>: the slow leg holds <file> at <block>.
+slow_has() {
+	dd if="$L1" of="$DMMR_WORK/l1" bs=4k skip="$2" count=$(($(stat -c %s "$1") / 4096)) \
+		iflag=direct status=none && cmp "$1" "$DMMR_WORK/l1"
+}
+
+dm create fast --table "0 $SECTORS linear $L0 0" || die "cannot create the fast leg"
+dm create slowbase --table "0 $SECTORS linear $L1 0" || die "cannot create the slow base"
+dm create slow --table "0 $SECTORS delay $SB 0 0 $SB 0 0" || die "cannot create the slow leg"
+F=$(dev_majmin /dev/mapper/fast) S=$(dev_majmin /dev/mapper/slow)
+
+msg() { dmsetup message -- "$1" 0 "${@:2}"; }
+show() { msg "$1" io_balance show; }
+# behind_writes <mirror>: copies the slow leg (leg 1) is behind on.
+behind_writes() { show "$1" | awk '$1 == "behind" && $2 == 1 { print $5; f = 1 } END { if (!f) print 0 }'; }
+behind_field() { show "$1" | awk -v k="$2" '$1 == "behind" && $2 == 1 { for (i = 4; i < NF; i++) if ($i == k) print $(i + 1) }'; }
+drained() { [ "$(behind_writes "$1")" = 0 ]; }
+reads_of() { awk '{ print $1 }' "/sys/dev/block/$1/stat"; }
+# pattern <byte> <blocks>: <blocks> 4 KiB blocks of one byte value.
+pattern() { head -c $((4096 * $2)) /dev/zero | tr '\0' "\\$(printf '%03o' "$1")"; }
+
+# --- settings --------------------------------------------------------------
+TABLE="0 $SECTORS mirror core 2 1024 nosync 2 $F 0 $S 0"
+ktap_check "create with write_mostly 1 max_write_behind 8192" \
+	dm create wb --table "$TABLE 5 handle_errors write_mostly 1 max_write_behind 8192"
+ktap_check_eq "the table prints the features back as given" \
+	"0 $SECTORS mirror core 2 1024 nosync 2 $F 0 $S 0 5 handle_errors write_mostly 1 max_write_behind 8192" \
+	"$(dm table wb)"
+ktap_check_eq "show reports the settings" "write_behind max_write_behind 8192 write_mostly 1" \
+	"$(show wb | grep '^write_behind')"
+ktap_rejects_table "write_mostly: leg 0 is the default leg" "$TABLE 2 write_mostly 0" \
+	"write_mostly on the default leg"
+ktap_rejects_table "Can't set all mirror legs to write_mostly" \
+	"$TABLE 7 io_balance default 1 write_mostly 0 write_mostly 1" "every leg write_mostly"
+ktap_rejects_table "max_write_behind: 524289 sectors out of range" "$TABLE 2 max_write_behind 524289" \
+	"max_write_behind out of range"
+ktap_rejects_table "write_mostly: leg \"1\" given twice" "$TABLE 4 write_mostly 1 write_mostly 1" \
+	"write_mostly twice"
+ktap_rejects_table "write_mostly: unknown leg" "$TABLE 2 write_mostly 7:99" "write_mostly of no leg"
+
+before=$(show wb)
+mark=$(kmsg_mark)
+ktap_check_fails "message write_mostly 0 on (the default leg) is refused" msg wb write_mostly 0 on
+ktap_check_fails "message max_write_behind 524289 is refused" msg wb max_write_behind 524289
+ktap_check_fails "message io_balance default 1 (a write-mostly leg) is refused" msg wb io_balance default 1
+ktap_check_fails "message write_mostly 1 maybe is refused" msg wb write_mostly 1 maybe
+ktap_check "each refusal logged a reason" kmsg_grep "$mark" \
+	"device-mapper: mirror: Can't set all mirror legs to write_mostly"
+ktap_check_eq "refused messages changed nothing" "$before" "$(show wb)"
+
+# --- writes at the fast leg's pace -----------------------------------------
+slow_delay 1000
+pattern 171 16 >"$DMMR_WORK/b"
+dd if="$DMMR_WORK/b" of=/dev/mapper/wb bs=4k oflag=direct,sync status=none
+n=$(behind_writes wb)
+ktap_check_eq "16 synchronous writes returned while the slow leg is behind on them" 1 \
+	"$([ "${n:-0}" -ge 1 ] && echo 1 || echo "0 (behind: $n)")"
+r0=$(reads_of "$S")
+ktap_check_eq "read back at once: the latest data" "$(md5sum <"$DMMR_WORK/b" | cut -d' ' -f1)" \
+	"$(dd if=/dev/mapper/wb bs=4k count=16 iflag=direct status=none | md5sum | cut -d' ' -f1)"
+ktap_check_eq "no read went to the lagging leg" 0 "$(($(reads_of "$S") - r0))"
+ktap_check "the backlog drains" wait_for 60 drained wb
+ktap_check "the slow leg has the data after it drains" slow_has "$DMMR_WORK/b" 0
+
+# The bound: 64 sectors (8 writes of 4 KiB) behind at most.
+msg wb max_write_behind 64
+msg wb io_balance reset_stats
+slow_delay 300
+dd if=/dev/urandom of=/dev/mapper/wb bs=4k count=40 seek=100 oflag=direct status=none
+peak=$(behind_field wb peak_sectors) waits=$(behind_field wb waits)
+ktap_check_eq "at most max_write_behind sectors behind (peak $peak), writes waited ($waits)" 1 \
+	"$([ "${peak:-999}" -le 64 ] && [ "${waits:-0}" -ge 1 ] && echo 1 || echo 0)"
+ktap_check "drains again" wait_for 60 drained wb
+
+# fio verify while the backlog fills and drains.
+msg wb max_write_behind 8192
+slow_delay 20
+ktap_check "fio randwrite verify (crc32c) while the slow leg lags" \
+	fio --name=v --filename=/dev/mapper/wb --direct=1 --ioengine=libaio --iodepth=8 \
+	--rw=randwrite --bs=4k --size=16m --verify=crc32c --verify_fatal=1 --do_verify=1 \
+	--randrepeat=0
+ktap_check "drains after fio" wait_for 120 drained wb
+ktap_check "legs identical after the drain" legs_cmp $((16 << 20))
+
+# --- the write-mostly leg fails with writes behind ------------------------
+slow_delay 2000
+pattern 85 8 >"$DMMR_WORK/c"
+dd if="$DMMR_WORK/c" of=/dev/mapper/wb bs=4k seek=1000 oflag=direct status=none
+slow_error
+ktap_check "the slow leg shows D once its copies fail" \
+	wait_for 30 sh -c "dmsetup status wb | grep -q ' AD '"
+ktap_check_eq "nothing acknowledged is lost (read from the fast leg)" \
+	"$(md5sum <"$DMMR_WORK/c" | cut -d' ' -f1)" \
+	"$(dd if=/dev/mapper/wb bs=4k count=8 skip=1000 iflag=direct status=none | md5sum | cut -d' ' -f1)"
+ktap_check_eq "the region is out of sync" 1 \
+	"$(dm status wb | awk '{ split($(4 + $4 + 1), r, "/"); print (r[1] < r[2]) ? 1 : 0 }')"
+dm remove wb
+swap_table slowbase "0 $SECTORS linear $L1 0"
+
+# --- the fast leg fails with writes behind ---------------------------------
+slow_delay 0
+dm create wb2 --table "$TABLE 4 write_mostly 1 max_write_behind 8192" || die "cannot create wb2"
+wait_for 30 mirror_in_sync wb2
+pattern 17 8 | dd of=/dev/mapper/wb2 bs=4k seek=2000 oflag=direct status=none
+wait_for 30 drained wb2
+slow_delay 3000
+pattern 34 8 >"$DMMR_WORK/new"
+dd if="$DMMR_WORK/new" of=/dev/mapper/wb2 bs=4k seek=2000 oflag=direct status=none
+fast_error
+got=$({ dd if=/dev/mapper/wb2 bs=4k count=8 skip=2000 iflag=direct status=none 2>/dev/null || true; } | md5sum | cut -d' ' -f1)
+old=$(pattern 17 8 | md5sum | cut -d' ' -f1)
+ktap_check_eq "while behind, a read the fast leg cannot serve is never the older data" 1 \
+	"$([ "$got" != "$old" ] && echo 1 || echo 0)"
+ktap_check "the backlog drains to the slow leg" wait_for 60 drained wb2
+ktap_check_eq "then the slow leg serves the latest data" "$(md5sum <"$DMMR_WORK/new" | cut -d' ' -f1)" \
+	"$(dd if=/dev/mapper/wb2 bs=4k count=8 skip=2000 iflag=direct status=none | md5sum | cut -d' ' -f1)"
+dm remove wb2
+fast_ok
+
+ktap_done
