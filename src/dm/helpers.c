@@ -33,12 +33,21 @@ unsigned short dmmr_ioprio_default(void)
  * Rust side free of union writes.  A write without data (discard, empty
  * flush) uses DM_IO_KMEM with a NULL address, as dm-raid1 does.
  */
+static void io_request_common(struct dm_io_request *req, blk_opf_t opf, io_notify_fn fn,
+			      void *context, struct dm_io_client *client)
+{
+	memset(req, 0, sizeof(*req));
+	req->bi_opf = opf;
+	req->notify.fn = fn;
+	req->notify.context = context;
+	req->client = client;
+}
+
 void dmmr_io_request_init(struct dm_io_request *req, blk_opf_t opf, struct bio *bio,
 			  bool no_data, io_notify_fn fn, void *context,
 			  struct dm_io_client *client)
 {
-	memset(req, 0, sizeof(*req));
-	req->bi_opf = opf;
+	io_request_common(req, opf, fn, context, client);
 	if (no_data) {
 		req->mem.type = DM_IO_KMEM;
 		req->mem.ptr.addr = NULL;
@@ -46,9 +55,6 @@ void dmmr_io_request_init(struct dm_io_request *req, blk_opf_t opf, struct bio *
 		req->mem.type = DM_IO_BIO;
 		req->mem.ptr.bio = bio;
 	}
-	req->notify.fn = fn;
-	req->notify.context = context;
-	req->client = client;
 }
 
 /*
@@ -58,8 +64,7 @@ void dmmr_io_request_init(struct dm_io_request *req, blk_opf_t opf, struct bio *
 void dmmr_io_request_init_buf(struct dm_io_request *req, blk_opf_t opf, void *buf,
 			      io_notify_fn fn, void *context, struct dm_io_client *client)
 {
-	memset(req, 0, sizeof(*req));
-	req->bi_opf = opf;
+	io_request_common(req, opf, fn, context, client);
 	if (is_vmalloc_addr(buf)) {
 		req->mem.type = DM_IO_VMA;
 		req->mem.ptr.vma = buf;
@@ -67,9 +72,6 @@ void dmmr_io_request_init_buf(struct dm_io_request *req, blk_opf_t opf, void *bu
 		req->mem.type = DM_IO_KMEM;
 		req->mem.ptr.addr = buf;
 	}
-	req->notify.fn = fn;
-	req->notify.context = context;
-	req->client = client;
 }
 
 /* bio_for_each_segment() and memcpy_from_bvec() are a macro and an inline. */

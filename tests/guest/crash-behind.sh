@@ -17,23 +17,13 @@
 need_module
 
 phase=${1:?boot number}
-VDA=/dev/vda
-# Layout of /dev/vda in sectors: log, two legs, and a raw copy of the
-# acknowledged data outside the mirror.
-LOG_START=0 LOG_LEN=2048
-LEG_LEN=57344 # 28 MiB: 224 regions of 128 KiB
-LEG0=2048 LEG1=$((2048 + LEG_LEN))
-COPY=$((LEG1 + LEG_LEN)) ACK_MB=4
-REGION=256 NR_REGIONS=$((LEG_LEN / REGION)) ACK_REGIONS=$((ACK_MB * 2048 / 256))
+. /dmmr/tests/crash-layout.sh
+ACK_REGIONS=$((ACK_MB * 2048 / REGION))
 TABLE="disk 2 /dev/mapper/clog $REGION 2 /dev/mapper/cleg0 0 /dev/mapper/cleg1 0 \
 5 handle_errors write_mostly 1 max_write_behind 65536"
-
 # Leg 1 is dm-delay over its part of the disk (no delay until asked).
-layout() {
-	dm create clog --table "0 $LOG_LEN linear $VDA $LOG_START" &&
-		dm create cleg0 --table "0 $LEG_LEN linear $VDA $LEG0" &&
-		dm create cleg1 --table "0 $LEG_LEN delay $VDA $LEG1 0 $VDA $LEG1 0"
-}
+DELAY_LEG1="0 $LEG_LEN delay $VDA $LEG1 0 $VDA $LEG1 0"
+
 slow_writes() {
 	dm suspend cleg1 &&
 		dm reload cleg1 --table "0 $LEG_LEN delay $VDA $LEG1 0 $VDA $LEG1 $1" &&
@@ -47,7 +37,7 @@ behind_writes() {
 if [ "$phase" = 1 ]; then
 	ktap_plan 5
 	ktap_check "load the module" modprobe dm_mirror_rs
-	ktap_check "log and legs on /dev/vda (leg 1 through dm-delay)" layout
+	ktap_check "log and legs on /dev/vda (leg 1 through dm-delay)" layout "$DELAY_LEG1"
 	ktap_check "disk-log mirror, leg 1 write-mostly, initial resync" \
 		bash -c "dmsetup --noudevsync create cm --table '0 $LEG_LEN mirror $TABLE' && true"
 	wait_for 120 mirror_in_sync cm
@@ -71,17 +61,8 @@ fi
 
 ktap_plan 8
 ktap_check "load the module" modprobe dm_mirror_rs
-ktap_check "log and legs on /dev/vda again" layout
-# dm-log keeps one bit per region, set = clean, from byte 1024 (LOG_OFFSET).
-dirty_ack_regions() {
-	local n=0 byte bit i=0
-	for byte in $(dd if=$VDA bs=1 skip=1024 count=$(((ACK_REGIONS + 7) / 8)) status=none | od -An -tu1); do
-		for ((bit = 0; bit < 8 && i < ACK_REGIONS; bit++, i++)); do
-			n=$((n + (1 - ((byte >> bit) & 1))))
-		done
-	done
-	echo $n
-}
+ktap_check "log and legs on /dev/vda again" layout "$DELAY_LEG1"
+dirty_ack_regions() { log_clean_bits "$ACK_REGIONS" | awk '{ n += 1 - $1 } END { print n + 0 }'; }
 dirty=$(dirty_ack_regions)
 ack_md5=$(dd if=$VDA bs=512 skip=$COPY count=$((ACK_MB * 2048)) iflag=direct status=none | md5sum)
 leg1_md5=$(dd if=/dev/mapper/cleg1 bs=1M count=$ACK_MB iflag=direct status=none | md5sum)

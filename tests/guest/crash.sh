@@ -14,21 +14,9 @@
 need_module
 
 phase=${1:?boot number}
-VDA=/dev/vda
-# Layout of /dev/vda in sectors: log, two legs, and a raw copy of the
-# acknowledged data outside the mirror.
-LOG_START=0 LOG_LEN=2048
-LEG_LEN=57344 # 28 MiB: 224 regions of 128 KiB
-LEG0=2048 LEG1=$((2048 + LEG_LEN))
-COPY=$((LEG1 + LEG_LEN)) ACK_MB=4
-REGION=256 NR_REGIONS=$((LEG_LEN / REGION))
+. /dmmr/tests/crash-layout.sh
 TABLE="disk 2 /dev/mapper/clog $REGION 2 /dev/mapper/cleg0 0 /dev/mapper/cleg1 0 1 handle_errors"
 
-layout() {
-	dm create clog --table "0 $LOG_LEN linear $VDA $LOG_START" &&
-		dm create cleg0 --table "0 $LEG_LEN linear $VDA $LEG0" &&
-		dm create cleg1 --table "0 $LEG_LEN linear $VDA $LEG1"
-}
 in_sync_count() { dm status cm | awk '{ split($(4 + $4 + 1), r, "/"); print r[1] }'; }
 
 if [ "$phase" = 1 ]; then
@@ -70,17 +58,8 @@ ktap_check "load the module, resync throttled to 1%" \
 	modprobe dm_mirror_rs raid1_resync_throttle=1
 ktap_check "log and legs on /dev/vda again" layout
 # What the disk log recorded at the crash, read before the mirror loads (a
-# resync of a few regions can finish before `dmsetup status` could tell):
-# dm-log keeps one bit per region, set = clean, from byte 1024 (LOG_OFFSET).
-clean_regions() {
-	local n=0 byte bit i=0
-	for byte in $(dd if=$VDA bs=1 skip=1024 count=$(((NR_REGIONS + 7) / 8)) status=none | od -An -tu1); do
-		for ((bit = 0; bit < 8 && i < NR_REGIONS; bit++, i++)); do
-			n=$((n + ((byte >> bit) & 1)))
-		done
-	done
-	echo $n
-}
+# resync of a few regions can finish before `dmsetup status` could tell).
+clean_regions() { log_clean_bits "$NR_REGIONS" | awk '{ n += $1 } END { print n + 0 }'; }
 clean=$(clean_regions)
 ktap_diag "clean in the on-disk log after the crash: $clean of $NR_REGIONS regions"
 # The crash writes covered 96 regions, everything else was clean.
