@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# bench/guest.sh [--list] [--quick] [--reps N] [--phases "nbd delay equal cpu"]
+# bench/guest.sh [--list] [--quick] [--reps N] [--phases "nbd write delay equal cpu"]
 #
 # The benchmark, inside the VM (scripts/vm-run bench/guest.sh; bench/run does
 # that and turns the output into tables and charts).  Every configuration of
@@ -10,8 +10,12 @@
 #
 # Phases (see Documentation/benchmarks.rst):
 #   nbd    local leg null_blk + remote leg NBD over a veth pair, netem
-#          15 ms each way (30 ms RTT) at 1384 kbit/s: ext4 file read/write,
+#          15 ms each way (30 ms RTT) at 1384 kbit/s: ext4 file read,
 #          fio sequential and 4 KiB random reads
+#   write  the same legs: ext4 file write + fsync and fio 4 KiB random
+#          writes at queue depth 1 (p50, p99), with and without a
+#          write-mostly remote leg; how long the remote leg takes to catch
+#          up afterwards (drain) and the write-behind backlog's peak
 #   delay  the same with a dm-delay leg (BENCH_DELAY_MS, default 15) instead
 #          of NBD
 #   equal  two legs of equal, bandwidth-capped speed (null_blk mbps=):
@@ -41,7 +45,7 @@ TC=/usr/sbin/tc
 
 QUICK=${BENCH_QUICK:-0}
 REPS=${BENCH_REPS:-}
-PHASES=${BENCH_PHASES:-nbd delay equal cpu}
+PHASES=${BENCH_PHASES:-nbd write delay equal cpu}
 DELAY_MS=${BENCH_DELAY_MS:-15}
 MBPS=${BENCH_MBPS:-10}
 LIST=0
@@ -62,14 +66,21 @@ if [ "$QUICK" = 1 ]; then
 	FIO_MB=4	# region the fio jobs read in the nbd/delay phases
 	FIO_CAP=500ms	# their runtime cap
 	RUNTIME=500ms	# time-based fio runs of the equal/cpu phases
+	WRITE_IOS=32	# 4 KiB writes of the write phase's QD1 run
 else
 	REPS=${REPS:-5}
 	FILE_KB=2048
 	FIO_MB=32
 	FIO_CAP=2s
 	RUNTIME=2s
+	WRITE_IOS=256
 fi
+# The write-behind bound of the write phase, in sectors (8 MiB): above what
+# one test writes, so the tests measure writes while the backlog is under
+# its bound.
+WRITE_BEHIND=16384
 DEV_MB=64		# every leg and mirror
+FS_MB=48		# the ext4 file system on them; raw writes go past it
 SECTORS=$((DEV_MB * 2048))
 
 # ------------------------------------------------------------ configurations
@@ -88,18 +99,21 @@ declare -A DESC=(
 	[rs-adaptive]="dm-mirror-rs, adaptive (no tuning)"
 	[md-raid1]="md raid1 via dm-raid, remote leg write_mostly"
 	[md-raid1-eq]="md raid1 via dm-raid (no write_mostly)"
+	[md-raid1-wb]="md raid1 via dm-raid, remote leg write_mostly, max_write_behind 16384, local metadata devices (bitmap)"
+	[rs-sync]="dm-mirror-rs, no write-mostly leg: writes complete on both legs"
+	[rs-wb]="dm-mirror-rs, remote leg write_mostly, max_write_behind 16384"
 )
 
-# Configurations per phase, in table order, and the ones that also run the
-# (slow: bound by the remote leg) ext4 write test.
+# Configurations per phase, in table order.
 MIRROR_CFGS="linear c-mirror rs-rr128 rs-rr1 rs-local rs-remote rs-w3-1 rs-w1-0 rs-adaptive md-raid1"
-WRITE_CFGS="linear c-mirror rs-adaptive md-raid1"
+WRITE_CFGS="linear c-mirror md-raid1-wb rs-sync rs-wb"
 EQUAL_CFGS="linear c-mirror rs-rr128 rs-w1-1 rs-adaptive md-raid1-eq"
 CPU_CFGS="linear c-mirror rs-local rs-rr128 rs-adaptive md-raid1-eq"
 
 phase_cfgs() {
 	case "$1" in
 	nbd|delay) echo "$MIRROR_CFGS" ;;
+	write) echo "$WRITE_CFGS" ;;
 	equal) echo "$EQUAL_CFGS" ;;
 	cpu) echo "$CPU_CFGS" ;;
 	*) return 1 ;;
@@ -112,11 +126,8 @@ done
 # tests_for <phase> <config>: the tests to run, one "function [arg]" a line.
 tests_for() {
 	case "$1" in
-	nbd|delay)
-		echo t_ext4_read
-		case " $WRITE_CFGS " in *" $2 "*) echo t_ext4_write ;; esac
-		printf '%s\n' t_fio_seq t_fio_rand
-		;;
+	nbd|delay) printf '%s\n' t_ext4_read t_fio_seq t_fio_rand ;;
+	write) printf '%s\n' t_ext4_write t_fio_wqd1 ;;
 	equal) printf '%s\n' "t_readers 1" "t_readers 4" ;;
 	cpu) printf '%s\n' "t_cpu randread" "t_cpu randwrite" ;;
 	esac
@@ -129,6 +140,7 @@ test_name() {
 	t_ext4_write) echo ext4-write ;;
 	t_fio_seq) echo fio-seq-read ;;
 	t_fio_rand) echo fio-rand-read ;;
+	t_fio_wqd1) echo fio-randwrite-qd1 ;;
 	"t_readers "*) echo "readers-${1#t_readers }" ;;
 	"t_cpu "*) echo "4k-${1#t_cpu }" ;;
 	esac
@@ -257,6 +269,10 @@ create() {
 	case "$cfg" in
 	linear) dm create "$BM" --table "0 $SECTORS linear ${SCRATCH:-$LOCAL} 0" ;;
 	c-mirror) use_c && dm create "$BM" --table "$mirror" ;;
+	rs-wb)
+		use_rust && dm create "$BM" --table \
+			"$mirror 4 write_mostly 1 max_write_behind $WRITE_BEHIND"
+		;;
 	rs-*)
 		use_rust && dm create "$BM" --table "$mirror" || return 1
 		case "$cfg" in
@@ -268,12 +284,20 @@ create() {
 		rs-w1-0) msg weight 0 1 && msg weight 1 0 ;;
 		rs-w1-1) msg weight 0 1 && msg weight 1 1 && msg weighted ;;
 		rs-adaptive) msg adaptive ;;
+		rs-sync) ;;
 		*) echo "unknown configuration $cfg"; return 1 ;;
 		esac
 		;;
 	md-raid1)
 		modprobe dm-raid && dm create "$BM" --table \
 			"0 $SECTORS raid raid1 6 0 region_size 1024 nosync write_mostly 1 2 - $LOCAL - $REMOTE"
+		;;
+	md-raid1-wb)
+		# md's write-behind needs its write-intent bitmap, which dm-raid
+		# keeps on the metadata devices: both local (md's best case), and
+		# zeroed so every repetition builds a new array.
+		modprobe dm-raid && zero_meta || return 1
+		dm create "$BM" --table "0 $SECTORS raid raid1 8 0 region_size 1024 nosync write_mostly 1 max_write_behind $WRITE_BEHIND 2 $META0 $LOCAL $META1 $REMOTE"
 		;;
 	md-raid1-eq)
 		modprobe dm-raid && dm create "$BM" --table \
@@ -310,6 +334,52 @@ legs_after() {
 		LOCAL_SHARE=
 	fi
 }
+
+# The write phase's metadata devices for md (META0 for the local leg, META1
+# for the remote one), both local null_blk.
+META0= META1=
+zero_meta() {
+	dd if=/dev/zero of="$META0" bs=1M count=4 oflag=direct status=none &&
+		dd if=/dev/zero of="$META1" bs=1M count=4 oflag=direct status=none
+}
+
+# behind_stat <field>: the field of the remote leg's "behind" line of
+# io_balance show (dm-mirror-rs with a write-mostly leg), else nothing.
+behind_stat() {
+	dmsetup message "$BM" 0 io_balance show 2>/dev/null |
+		awk -v k="$1" '$1 == "behind" && $2 == 1 { for (i = 4; i < NF; i++) if ($i == k) print $(i + 1) }'
+}
+
+# caught_up <config> <t0-us>: waits until the remote leg has caught up (no
+# write in flight on it and, on dm-mirror-rs, no copy behind); fails after
+# 600 s from <t0-us>.  md's behind writes are in flight on the remote leg
+# from the moment md acknowledges the write.
+caught_up() {
+	local c=$1 t0=$2 inflight=/sys/block/${REMOTE##*/}/inflight w n
+	while :; do
+		read -r _ w <"$inflight"
+		n=0
+		[ "$c" != rs-wb ] || n=$(behind_stat writes)
+		[ "$w" != 0 ] || [ "${n:-0}" != 0 ] || return 0
+		[ $(($(now_us) - t0)) -le 600000000 ] || return 1
+		sleep 0.05
+	done
+}
+
+# wait_drain <phase> <test> <config> <rep> <t-end-us>: emits how long after
+# <t-end-us> (when the test's writes were acknowledged) the remote leg had
+# caught up (a sync mirror: at once) and, with a write-behind backlog, the
+# backlog's peak.
+wait_drain() {
+	local p=$1 t=$2 c=$3 r=$4 t1=$5 peak
+	caught_up "$c" "$t1" || { bfail "$p" "$t" "$c" "$r" "the remote leg did not catch up in 600 s"; return 1; }
+	emit "$p" "$t" "$c" "$r" drain "$(secs $(($(now_us) - t1)))" s
+	[ "$c" = rs-wb ] || return 0
+	peak=$(behind_stat peak_sectors)
+	[ -z "$peak" ] || emit "$p" "$t" "$c" "$r" peak $((peak / 2)) KiB
+}
+# reset_peak <config>: the backlog's peak from here on.
+reset_peak() { [ "$1" != rs-wb ] || msg reset_stats >/dev/null 2>&1; }
 
 # ------------------------------------------------------------------- tests
 #
@@ -350,13 +420,32 @@ t_ext4_write() {
 	drop_caches
 	run 120 mount -t ext4 -o noatime "$DEV" "$MNT" || { bfail "$p" ext4-write "$c" "$r" "mount: $(why)"; return 1; }
 	sync
+	caught_up "$c" "$(now_us)"
+	reset_peak "$c"
 	t0=$(now_us)
 	run 600 dd if="$WORK/wfile" of="$MNT/written" bs=1M conv=fsync status=none ||
 		{ bfail "$p" ext4-write "$c" "$r" "dd: $(why)"; return 1; }
 	t1=$(now_us)
+	emit "$p" ext4-write "$c" "$r" time "$(secs $((t1 - t0)))" s
+	wait_drain "$p" ext4-write "$c" "$r" "$t1"
 	rm -f "$MNT/written"
 	run 600 umount "$MNT"
-	emit "$p" ext4-write "$c" "$r" time "$(secs $((t1 - t0)))" s
+}
+
+# t_fio_wqd1: $WRITE_IOS direct 4 KiB random writes, one at a time, over
+# the 16 MiB after the file system, at most $FIO_CAP: the p50 and p99
+# completion latency (us), then the drain.
+t_fio_wqd1() {
+	local p=$1 c=$2 r=$3 t=fio-randwrite-qd1 t1
+	reset_peak "$c"
+	fio_terse --name="$t" --filename="$DEV" --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
+		--offset="${FS_MB}m" --size=$((DEV_MB - FS_MB))m --number_ios="$WRITE_IOS" --runtime="$FIO_CAP" --randrepeat=0 \
+		--percentile_list=50:99 || { bfail "$p" "$t" "$c" "$r" "fio: $(why)"; return 1; }
+	t1=$(now_us)
+	# Terse v3: the write clat percentiles are fields 59.. ("50.000000%=<us>").
+	emit "$p" "$t" "$c" "$r" p50 "${F[59]#*=}" us
+	emit "$p" "$t" "$c" "$r" p99 "${F[60]#*=}" us
+	wait_drain "$p" "$t" "$c" "$r" "$t1"
 }
 
 # fio_read <test> <phase> <config> <rep> <metric> <fio args...>: a read
@@ -430,13 +519,14 @@ t_cpu() {
 
 # ------------------------------------------------------------------ phases
 
-# The ext4 image every leg of the nbd/delay phases starts with: one file of
-# random data to read; lazy init off so a rw mount does not start zeroing
-# inode tables through the remote leg.
+# The ext4 image every leg of the nbd/write/delay phases starts with: one
+# file of random data to read; lazy init off so a rw mount does not start
+# zeroing inode tables through the remote leg.  The file system ends at
+# FS_MB, so the write phase's raw writes (past it) leave it intact.
 make_image() {
 	[ -f "$WORK/img" ] && return 0
 	truncate -s "${DEV_MB}M" "$WORK/img" &&
-		mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/img" &&
+		mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$WORK/img" "${FS_MB}M" &&
 		mount -o loop "$WORK/img" "$MNT" &&
 		dd if=/dev/urandom of="$MNT/file" bs=1k count="$FILE_KB" status=none &&
 		umount "$MNT" &&
@@ -487,6 +577,16 @@ teardown_nbd() {
 	rm_nullbs
 	rm -f "$WORK/remote.img"
 }
+
+# The write phase: the nbd phase's legs, plus md's metadata devices.
+setup_write() {
+	setup_nbd || return 1
+	mk_nullb bl_meta0 8 && mk_nullb bl_meta1 8 || return 1
+	META0=/dev/bl_meta0 META1=/dev/bl_meta1
+	meta write.max_write_behind "$WRITE_BEHIND"
+	meta write.ios "$WRITE_IOS"
+}
+teardown_write() { teardown_nbd; }
 
 setup_delay() {
 	modprobe dm-delay || return 1

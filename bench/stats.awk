@@ -22,7 +22,14 @@ BEGIN {
 	primary["time"] = 1; better["time"] = "lower"
 	primary["bw"] = 1; better["bw"] = "higher"
 	primary["iops"] = 1; better["iops"] = "higher"
+	primary["p50"] = 1; better["p50"] = "lower"
 	better["cpu_per_io"] = "lower"
+	# Further metrics, as columns after the main value (median only;
+	# cpu_per_io also as a ratio to c-mirror).
+	label["cpu_per_io"] = "CPU us/IO | CPU ÷ c-mirror"
+	label["p99"] = "p99 (us)"
+	label["drain"] = "drain (s)"
+	label["peak"] = "backlog peak (KiB)"
 }
 
 function add_phase(p) {
@@ -141,6 +148,10 @@ END {
 				"delay 15ms rate 1384kbit" > body
 			if (meta["nbd.rtt_ms"] != "") printf " on both ends (ping RTT %s ms)", meta["nbd.rtt_ms"] > body
 			print ".\n" > body
+		} else if (p == "write") {
+			print "The `nbd` phase's legs.  Every write goes to both legs; `md-raid1-wb` and `rs-wb` acknowledge it once the local leg has it" > body
+			print "and copy it to the remote leg in the background (at most " meta["write.max_write_behind"] " sectors behind).  *drain*: how long after the" > body
+			print "test's last acknowledgement the remote leg had caught up; *backlog peak*: dm-mirror-rs's `peak_sectors`.\n" > body
 		} else if (p == "delay" && meta["delay.remote"] != "") {
 			print "Local leg: memory-backed null_blk.  Remote leg: " meta["delay.remote"] ".\n" > body
 		} else if (p == "equal" && meta["equal.legs"] != "") {
@@ -158,12 +169,12 @@ END {
 
 		for (ti = 1; ti <= nt[p]; ti++) {
 			t = tlist[p, ti]
-			pm = ""; share = ""; extra = ""
+			pm = ""; share = ""; ne = 0
 			for (mi = 1; mi <= nm[p, t]; mi++) {
 				m = mlist[p, t, mi]
 				if (m in primary) pm = m
 				else if (m ~ /_share$/) share = m
-				else if (m == "cpu_per_io") extra = m
+				else if (m in label) extra[++ne] = m
 			}
 			if (pm == "") continue
 			printf "### %s: %s", p, t > body
@@ -174,9 +185,9 @@ END {
 				hdr = hdr (share == "leg0_share" ? " leg 0 share |" : " local share |")
 				sep = sep "---:|"
 			}
-			if (extra != "") {
-				hdr = hdr " CPU us/IO | CPU ÷ c-mirror |"
-				sep = sep "---:|---:|"
+			for (ei = 1; ei <= ne; ei++) {
+				hdr = hdr " " label[extra[ei]] " |"
+				sep = sep (extra[ei] == "cpu_per_io" ? "---:|---:|" : "---:|")
 			}
 			print hdr > body
 			print sep > body
@@ -190,7 +201,8 @@ END {
 					if (!failcfg[p, c]) continue
 					line = "| `" c "` | - | - | 0 | - | - |"
 					if (share != "") line = line " - |"
-					if (extra != "") line = line " - | - |"
+					for (ei = 1; ei <= ne; ei++)
+						line = line (extra[ei] == "cpu_per_io" ? " - | - |" : " - |")
 					print line (failcfg[p, c] ? " (failed, see below)" : "") > body
 					continue
 				}
@@ -207,12 +219,14 @@ END {
 							S_min, S_max > summary
 					} else line = line " - |"
 				}
-				if (extra != "") {
-					if (stats(p, t, c, extra)) {
-						line = line " " fmt(S_med) " | " fmt_ratio(S_rc) " |"
-						printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\tus\n", p, t, c, extra, S_n, \
-							S_med, S_min, S_max, S_rl, S_rc > summary
-					} else line = line " - | - |"
+				for (ei = 1; ei <= ne; ei++) {
+					m = extra[ei]
+					if (stats(p, t, c, m)) {
+						line = line " " fmt(S_med) " |"
+						if (m == "cpu_per_io") line = line " " fmt_ratio(S_rc) " |"
+						printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p, t, c, m, S_n, \
+							S_med, S_min, S_max, S_rl, S_rc, unit[p, t, m] > summary
+					} else line = line (m == "cpu_per_io" ? " - | - |" : " - |")
 				}
 				print line > body
 			}
