@@ -60,6 +60,14 @@ void dmmr_flush_workqueue(struct workqueue_struct *wq);
 void dmmr_wake_recovery_waiters(void *context);
 void dmmr_wait_recovery_stopped(struct dm_region_hash *rh);
 
+/*
+ * String module parameters (DMMR_STRING_PARAM in src/dm/helpers.c): room for
+ * a value, NUL included, and the readers, which copy the value (truncated to
+ * size - 1 bytes, NUL-terminated) under the module's parameter lock.
+ */
+#define DMMR_STRING_PARAM_MAX 128
+void dmmr_param_read_default_io_balance(char *buf, size_t size);
+
 /* The kcopyd throttle behind the raid1_resync_throttle module parameter. */
 struct dm_kcopyd_throttle *dmmr_resync_throttle(void);
 

@@ -32,6 +32,10 @@ module! {
     license: "GPL",
 }
 
+// `default_io_balance`: the read policy of new mappings whose table selects
+// none (declared in src/dm/helpers.c).
+dm_string_param!(default_io_balance, mirror::check_default_io_balance);
+
 struct DmMirrorModule {
     _target: dm::Registration<mirror::MirrorSet>,
 }

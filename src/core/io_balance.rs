@@ -308,6 +308,88 @@ impl fmt::Display for MessageError<'_> {
     }
 }
 
+/// Longest accepted value of the `default_io_balance` module parameter, in
+/// bytes (the C side's buffer holds one more, for the NUL).
+pub const DEFAULT_POLICY_MAX_LEN: usize = 127;
+
+/// Why a `default_io_balance` module parameter value was rejected.
+///
+/// The `Display` text is what the kernel logs after
+/// `device-mapper: mirror: default_io_balance: `.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultPolicyError<'a> {
+    /// Longer than [`DEFAULT_POLICY_MAX_LEN`].
+    TooLong(usize),
+    /// Not a policy command (`default`, `weight`, `show`, `reset_stats`
+    /// name legs or report, which a module-wide default cannot).
+    NotAPolicy(&'a str),
+    /// Malformed policy words.
+    Invalid(MessageError<'a>),
+}
+
+impl fmt::Display for DefaultPolicyError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DefaultPolicyError::TooLong(len) => write!(
+                f,
+                "value of {len} bytes is too long (at most {DEFAULT_POLICY_MAX_LEN})"
+            ),
+            DefaultPolicyError::NotAPolicy(word) => write!(
+                f,
+                "\"{word}\" is not a read policy (round_robin ios <N>, weighted or adaptive [...])"
+            ),
+            DefaultPolicyError::Invalid(inner) => write!(f, "{inner}"),
+        }
+    }
+}
+
+/// Parses the `default_io_balance` module parameter: the words of one
+/// policy command as after `io_balance` (`round_robin ios 128`,
+/// `weighted`, `adaptive tolerance 25`, ...), separated by spaces or commas
+/// (a kernel command line cannot quote spaces everywhere). An empty value
+/// (or only separators) means "none": new mappings keep dm-raid1's
+/// behaviour, [`PolicySpec::UPSTREAM`].
+pub fn parse_default_policy(text: &str) -> Result<Option<PolicySpec>, DefaultPolicyError<'_>> {
+    if text.len() > DEFAULT_POLICY_MAX_LEN {
+        return Err(DefaultPolicyError::TooLong(text.len()));
+    }
+    // The longest policy command, `adaptive tolerance <P> probe_ms <MS>`,
+    // has 5 words; a word beyond 8 is extra whatever the command.
+    let mut words = [""; 8];
+    let mut count = 0usize;
+    for word in text
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|word| !word.is_empty())
+    {
+        let Some(slot) = words.get_mut(count) else {
+            return Err(DefaultPolicyError::Invalid(MessageError::TrailingWords(
+                word,
+            )));
+        };
+        *slot = word;
+        count = count.saturating_add(1);
+    }
+    let words = words.get(..count).unwrap_or(&[]);
+    let Some(&first) = words.first() else {
+        return Ok(None);
+    };
+    match parse_io_balance_words(words, &[], Source::Message) {
+        Ok((Command::SetPolicy(policy), used)) => match words.get(used) {
+            None => Ok(Some(policy)),
+            Some(extra) => Err(DefaultPolicyError::Invalid(MessageError::TrailingWords(
+                extra,
+            ))),
+        },
+        Ok(_) => Err(DefaultPolicyError::NotAPolicy(first)),
+        // `default`/`weight` fail on their leg word before a command is
+        // made: name the command, not the leg.
+        Err(_) if matches!(first, "default" | "weight") => {
+            Err(DefaultPolicyError::NotAPolicy(first))
+        }
+        Err(e) => Err(DefaultPolicyError::Invalid(e)),
+    }
+}
+
 /// Where `io_balance` words come from; decides what may follow a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -501,6 +583,90 @@ mod tests {
         let mut out = String::new();
         command.write_message(&mut out, &LEGS).unwrap();
         out
+    }
+
+    #[test]
+    fn default_policy_parameter() {
+        let adaptive = |tolerance_pct, probe_ms| {
+            Ok(Some(PolicySpec::Adaptive(AdaptiveParams {
+                tolerance_pct,
+                probe_ms,
+            })))
+        };
+        assert_eq!(parse_default_policy(""), Ok(None));
+        assert_eq!(parse_default_policy(" \n"), Ok(None));
+        assert_eq!(parse_default_policy(",,"), Ok(None));
+        assert_eq!(
+            parse_default_policy("round_robin ios 128"),
+            Ok(Some(PolicySpec::RoundRobin { ios: 128 }))
+        );
+        assert_eq!(
+            parse_default_policy("round_robin,ios,0\n"),
+            Ok(Some(PolicySpec::UPSTREAM))
+        );
+        assert_eq!(
+            parse_default_policy("weighted"),
+            Ok(Some(PolicySpec::Weighted))
+        );
+        assert_eq!(parse_default_policy("adaptive"), adaptive(None, None));
+        assert_eq!(
+            parse_default_policy("adaptive tolerance 10 probe_ms 500"),
+            adaptive(Some(10), Some(500))
+        );
+        assert_eq!(
+            parse_default_policy("adaptive,probe_ms,0"),
+            adaptive(None, Some(0))
+        );
+
+        for (text, want) in [
+            ("default 0", DefaultPolicyError::NotAPolicy("default")),
+            ("default", DefaultPolicyError::NotAPolicy("default")),
+            ("weight 0 3", DefaultPolicyError::NotAPolicy("weight")),
+            ("show", DefaultPolicyError::NotAPolicy("show")),
+            ("reset_stats", DefaultPolicyError::NotAPolicy("reset_stats")),
+            (
+                "io_balance adaptive",
+                DefaultPolicyError::Invalid(MessageError::UnknownCommand("io_balance")),
+            ),
+            (
+                "round_robin ios",
+                DefaultPolicyError::Invalid(MessageError::Missing {
+                    command: "round_robin",
+                    expected: "ios <N>",
+                }),
+            ),
+            (
+                "round_robin ios 1000001",
+                DefaultPolicyError::Invalid(MessageError::OutOfRange {
+                    parameter: "ios",
+                    value: 1_000_001,
+                    max: u64::from(MAX_ROUND_ROBIN_IOS),
+                }),
+            ),
+            (
+                "adaptive tolerance 5 tolerance 6",
+                DefaultPolicyError::Invalid(MessageError::DuplicateParameter("tolerance")),
+            ),
+            (
+                "weighted extra",
+                DefaultPolicyError::Invalid(MessageError::TrailingWords("extra")),
+            ),
+            (
+                "a b c d e f g h i",
+                DefaultPolicyError::Invalid(MessageError::TrailingWords("i")),
+            ),
+        ] {
+            assert_eq!(parse_default_policy(text), Err(want), "{text:?}");
+        }
+        let long = "weighted ".repeat(15);
+        assert_eq!(
+            parse_default_policy(&long),
+            Err(DefaultPolicyError::TooLong(long.len()))
+        );
+        assert_eq!(
+            DefaultPolicyError::NotAPolicy("default").to_string(),
+            "\"default\" is not a read policy (round_robin ios <N>, weighted or adaptive [...])"
+        );
     }
 
     #[test]
@@ -830,6 +996,31 @@ mod tests {
                     prop_assert_eq!(parse_message(&again, names), Ok(command));
                 }
                 let _ = parse_io_balance_words(&words, names, Source::Table);
+            }
+
+            #[test]
+            fn default_policy_never_panics(text in "[a-z0-9_ ,\\n]{0,140}") {
+                if let Ok(Some(policy)) = parse_default_policy(&text) {
+                    // A policy accepted here is the same as that message.
+                    let mut out = String::from("io_balance ");
+                    policy.write_words(&mut out).unwrap();
+                    let words: Vec<&str> = out.split(' ').collect();
+                    prop_assert_eq!(
+                        parse_message(&words, &NAMES),
+                        Ok(Message::IoBalance(Command::SetPolicy(policy)))
+                    );
+                }
+            }
+
+            #[test]
+            fn default_policy_round_trip(command in command()) {
+                let mut out = String::new();
+                command.write_words(&mut out, &NAMES).unwrap();
+                let got = parse_default_policy(&out);
+                match command {
+                    Command::SetPolicy(policy) => prop_assert_eq!(got, Ok(Some(policy))),
+                    _ => prop_assert!(got.is_err()),
+                }
             }
 
             #[test]

@@ -2,7 +2,8 @@
 /*
  * C glue for src/dm: each function wraps a static inline or macro that
  * bindgen cannot turn into something Rust can call (constants go through
- * include/dm_mirror_rs.h instead).  No logic lives here.
+ * include/dm_mirror_rs.h instead), and the module-parameter plumbing.  No
+ * logic lives here.
  */
 #include <linux/bio.h>
 #include <linux/blkdev.h>
@@ -10,6 +11,9 @@
 #include <linux/dm-io.h>
 #include <linux/ioprio.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/string.h>
+#include <linux/sysfs.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 #include "dm-bio-record.h"
@@ -148,6 +152,56 @@ struct dm_kcopyd_throttle *dmmr_resync_throttle(void)
 {
 	return NULL;
 }
+#endif
+
+/*
+ * DMMR_STRING_PARAM(name, desc): a string module parameter, writable in
+ * sysfs (0644).  A new value (one trailing newline, from echo, dropped)
+ * replaces the old one only if the Rust check dmmr_param_check_<name>()
+ * accepts it (it logs why not); sysfs calls set and get with the module's
+ * parameter lock held, and dmmr_param_read_<name>() takes it to copy the
+ * value out.  The Rust half is src/dm/param.rs's dm_string_param!.
+ */
+#define DMMR_STRING_PARAM(name, desc)						\
+int dmmr_param_check_##name(const char *val, size_t len);			\
+static char dmmr_param_##name[DMMR_STRING_PARAM_MAX];				\
+static int dmmr_param_set_##name(const char *val,				\
+				 const struct kernel_param *kp)			\
+{										\
+	size_t len = strlen(val);						\
+	int r;									\
+										\
+	if (len && val[len - 1] == '\n')					\
+		len--;								\
+	r = dmmr_param_check_##name(val, len);					\
+	if (r)									\
+		return r;							\
+	if (len >= DMMR_STRING_PARAM_MAX)	/* refused by the check */	\
+		return -EINVAL;							\
+	memcpy(dmmr_param_##name, val, len);					\
+	dmmr_param_##name[len] = '\0';						\
+	return 0;								\
+}										\
+static int dmmr_param_get_##name(char *buf, const struct kernel_param *kp)	\
+{										\
+	return sysfs_emit(buf, "%s\n", dmmr_param_##name);			\
+}										\
+static const struct kernel_param_ops dmmr_param_ops_##name = {		\
+	.set = dmmr_param_set_##name,						\
+	.get = dmmr_param_get_##name,						\
+};										\
+module_param_cb(name, &dmmr_param_ops_##name, NULL, 0644);			\
+MODULE_PARM_DESC(name, desc);							\
+void dmmr_param_read_##name(char *buf, size_t size)				\
+{										\
+	kernel_param_lock(THIS_MODULE);						\
+	strscpy(buf, dmmr_param_##name, size);					\
+	kernel_param_unlock(THIS_MODULE);					\
+}
+
+#ifndef DMMR_NO_IO_BALANCE_PARAM
+DMMR_STRING_PARAM(default_io_balance,
+	"Read policy of new mappings whose table selects none, as the words after 'io_balance' (e.g. \"adaptive\" or \"round_robin ios 128\"); empty: dm-raid1's (read the default leg)");
 #endif
 
 static_assert(sizeof(struct dm_bio_details) <= sizeof(struct dmmr_bio_details));

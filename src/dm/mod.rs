@@ -16,6 +16,8 @@ pub(crate) mod io;
 pub(crate) mod kcopyd;
 #[macro_use]
 pub(crate) mod print;
+#[macro_use]
+pub(crate) mod param;
 pub(crate) mod region_hash;
 pub(crate) mod target;
 pub(crate) mod worker;

@@ -27,7 +27,7 @@ use crate::dm::{
 };
 use crate::mcore::{
     freshness::{Freshness, FreshnessError},
-    io_balance::Command,
+    io_balance::{parse_default_policy, Command, DEFAULT_POLICY_MAX_LEN},
     legs::{LegSet, MAX_LEGS},
     message::{parse_message, Message},
     policy::{Balancer, ReadRequest},
@@ -52,6 +52,22 @@ pub(crate) const TARGET_NAME: &CStr = c"mirror";
 pub(crate) const TARGET_VERSION: [u32; 3] = [1, 15, 0];
 /// As dm-raid1: atomic writes pass through to every leg.
 pub(crate) const TARGET_FEATURES: u64 = dm::TARGET_ATOMIC_WRITES;
+
+// The parameter's policy words fit the C side's buffer.
+const _: () = assert!(DEFAULT_POLICY_MAX_LEN <= crate::dm::param::STRING_PARAM_MAX_LEN);
+
+/// The check of the `default_io_balance` module parameter (called at module
+/// load and on writes to its sysfs file): a policy as after `io_balance`,
+/// or empty for dm-raid1's behaviour.
+pub(crate) fn check_default_io_balance(value: &str) -> Result {
+    match parse_default_policy(value) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            dm_err!("default_io_balance: {}", e);
+            Err(EINVAL)
+        }
+    }
+}
 
 /// The flags of a write that its copies to the legs keep (dm-raid1's
 /// `do_write()`).
@@ -827,11 +843,18 @@ impl TargetOperations for MirrorSet {
                 err,
             }
         })?;
+        // The module parameter, read once per table: a later change applies
+        // to mappings created (or reloaded) after it. Its check let only
+        // valid values in.
+        let default_policy = parse_default_policy(crate::default_io_balance().as_str())
+            .ok()
+            .flatten();
         let balancer =
-            Balancer::from_config(table.nr_legs(), &table.features.io_balance).map_err(|e| {
-                dm_err!("{}", e);
-                CtrError::invalid(c"Invalid io_balance feature")
-            })?;
+            Balancer::from_config(table.nr_legs(), &table.features.io_balance, default_policy)
+                .map_err(|e| {
+                    dm_err!("{}", e);
+                    CtrError::invalid(c"Invalid io_balance feature")
+                })?;
         let words = Freshness::<KVVec<u64>>::words_needed(table.nr_legs(), nr_regions)
             .ok_or_else(|| nomem(ENOMEM))?;
         let bitmaps = KVVec::from_elem(0u64, words, GFP_KERNEL).map_err(|e| nomem(e.into()))?;

@@ -123,10 +123,12 @@ impl Balancer {
     }
 
     /// A balancer for `nr_legs` legs configured by a table's `io_balance`
-    /// features.
+    /// features; `default_policy` (the `default_io_balance` module
+    /// parameter) is the policy when the features select none.
     pub fn from_config(
         nr_legs: usize,
         config: &IoBalanceConfig,
+        default_policy: Option<PolicySpec>,
     ) -> Result<Balancer, BalancerError> {
         let mut balancer = Balancer::new(nr_legs)?;
         if let Some(leg) = config.default_leg() {
@@ -144,7 +146,10 @@ impl Balancer {
         if let Some(leg) = (nr_legs..MAX_LEGS).find(|leg| config.weight(*leg).is_some()) {
             return Err(BalancerError::NoSuchLeg(leg));
         }
-        let spec = config.policy().unwrap_or(PolicySpec::UPSTREAM);
+        let spec = config
+            .policy()
+            .or(default_policy)
+            .unwrap_or(PolicySpec::UPSTREAM);
         balancer.policy = Policy::from_spec(&spec, balancer.default_leg());
         Ok(balancer)
     }
@@ -573,13 +578,13 @@ mod tests {
             leg: LegRef::by_index(0).unwrap(),
             weight: 3,
         });
-        let balancer = Balancer::from_config(2, &config).unwrap();
+        let balancer = Balancer::from_config(2, &config, None).unwrap();
         assert_eq!(balancer.default_leg(), 1);
         assert_eq!(balancer.weight(0), Some(3));
         assert_eq!(balancer.weight(1), Some(DEFAULT_WEIGHT));
         assert_eq!(balancer.policy(), PolicySpec::Weighted);
         assert_eq!(
-            Balancer::from_config(1, &config),
+            Balancer::from_config(1, &config, None),
             Err(BalancerError::InvalidLegCount(1))
         );
 
@@ -589,11 +594,11 @@ mod tests {
             weight: 3,
         });
         assert_eq!(
-            Balancer::from_config(3, &config),
+            Balancer::from_config(3, &config, None),
             Err(BalancerError::NoSuchLeg(4))
         );
         assert_eq!(
-            Balancer::from_config(3, &IoBalanceConfig::default()).unwrap(),
+            Balancer::from_config(3, &IoBalanceConfig::default(), None).unwrap(),
             Balancer::new(3).unwrap()
         );
     }
