@@ -3,10 +3,13 @@
 //! Fuzzes the message parser: the first byte picks the number of legs
 //! (0..=9), the rest is split into whitespace-separated words. Accepted
 //! messages must print back to the same command and be applied to a
-//! balancer atomically (unchanged on error).
+//! balancer atomically (unchanged on error). The same text, as the
+//! `default_io_balance` module parameter, must parse to nothing or to a
+//! policy that prints back as the same message.
 
 #![no_main]
 
+use dm_mirror_core::io_balance::{parse_default_policy, Command};
 use dm_mirror_core::legs::{LegSet, MAX_LEGS};
 use dm_mirror_core::message::{parse_message, Message};
 use dm_mirror_core::policy::{Balancer, MirrorState};
@@ -24,6 +27,17 @@ fuzz_target!(|data: &[u8]| {
     let names = &NAMES[..nr_legs];
     let text = String::from_utf8_lossy(text);
     let words: Vec<&str> = text.split_whitespace().collect();
+
+    if let Ok(Some(policy)) = parse_default_policy(&text) {
+        let mut out = String::from("io_balance ");
+        policy.write_words(&mut out).unwrap();
+        let again: Vec<&str> = out.split(' ').collect();
+        assert_eq!(
+            parse_message(&again, names),
+            Ok(Message::IoBalance(Command::SetPolicy(policy))),
+            "{out}"
+        );
+    }
 
     let Ok(message) = parse_message(&words, names) else {
         return;
