@@ -12,11 +12,12 @@
 #![forbid(unsafe_code)]
 
 mod leg;
+mod warmup;
 mod write_behind;
 
 use crate::dm::{
     self,
-    buffer_io::BufferWrites,
+    buffer_io::BufferIos,
     dirty_log::{DirtyLog, DirtyLogCallbacks},
     io::{IoClient, IoCompletion},
     kcopyd::{CopyCompletion, Kcopyd},
@@ -189,7 +190,7 @@ pub(crate) struct MirrorSet {
     /// Copies to write-mostly legs in flight (dm core does not wait for
     /// them: `stop` does).
     #[pin]
-    buffer_writes: BufferWrites,
+    buffer_ios: BufferIos,
     /// Signalled when the write-behind backlog becomes empty.
     #[pin]
     behind_drained: CondVar,
@@ -300,7 +301,15 @@ impl MirrorSet {
     /// Picks a leg for a read of `region` among the healthy legs that hold
     /// its latest data, and counts it as sent at `now_ns` (the read's one
     /// clock reading, also its start time).
-    fn choose(&self, region: u64, sector: u64, nr_sectors: u32, now_ns: u64) -> Option<usize> {
+    /// The leg for a read, and whether a leg wants a warm-up read (then
+    /// the caller wakes the worker).
+    fn choose(
+        &self,
+        region: u64,
+        sector: u64,
+        nr_sectors: u32,
+        now_ns: u64,
+    ) -> (Option<usize>, bool) {
         let read = ReadRequest {
             sector,
             nr_sectors,
@@ -314,12 +323,12 @@ impl MirrorSet {
             behind,
             ..
         } = &mut *st;
-        let fresh = freshness.fresh(region).ok()?;
+        let warmup = balancer.wants_warmup(healthy);
+        let Ok(fresh) = freshness.fresh(region) else {
+            return (None, warmup);
+        };
         let candidates = behind.read_legs(region, fresh, healthy);
-        freshness
-            .route_read(balancer, region, candidates, &read)
-            .ok()
-            .flatten()
+        (balancer.choose(candidates, &read), warmup)
     }
 
     /// Freshness after a write to `region` reached the legs in `reached`.
@@ -573,8 +582,10 @@ impl MirrorSet {
             let sector = bio.sector();
             let region = bio.record().region();
             let now_ns = dm::now_ns();
+            // Warm-up reads go at the end of this work.
             match self
                 .choose(region, sector, bio.sectors(), now_ns)
+                .0
                 .and_then(|i| Some((i, self.legs.get(i)?)))
             {
                 Some((idx, leg)) => {
@@ -903,7 +914,7 @@ impl TargetOperations for MirrorSet {
                     },
                     "MirrorSet::queues"
                 ),
-                buffer_writes <- BufferWrites::new(),
+                buffer_ios <- BufferIos::new(),
                 behind_drained <- new_condvar!("MirrorSet::behind_drained"),
             }),
             GFP_KERNEL,
@@ -964,10 +975,11 @@ impl TargetOperations for MirrorSet {
                     return mapped;
                 }
                 let now_ns = dm::now_ns();
-                let Some((idx, leg)) = self
-                    .choose(region, sector, bio.sectors(), now_ns)
-                    .and_then(|i| Some((i, self.legs.get(i)?)))
-                else {
+                let (chosen, warmup) = self.choose(region, sector, bio.sectors(), now_ns);
+                if warmup {
+                    self.worker.queue();
+                }
+                let Some((idx, leg)) = chosen.and_then(|i| Some((i, self.legs.get(i)?))) else {
                     return bio.kill();
                 };
                 let details = bio.save_details();
@@ -1409,6 +1421,7 @@ impl WorkerCallback for MirrorSet {
         // Writes that waited for the backlog, and copies that may go now.
         self.dispatch_writes(BioList::new());
         self.do_failures(failures);
+        self.send_warmup_reads();
     }
 }
 

@@ -41,7 +41,7 @@
 use super::{BioRecord, MirrorSet};
 use crate::dm::{
     self,
-    buffer_io::{BufferCompletion, BufferWrite, BufferWrites},
+    buffer_io::{BufferCompletion, BufferIos, IoBuffer},
     region_hash::PendingRef,
     BioKind, BioList, OpFlags, OwnedBio, Status,
 };
@@ -61,7 +61,7 @@ const BEHIND_SLOTS: usize = 1024;
 #[derive(Default)]
 pub(super) struct BehindEntry {
     /// The copy's data, from admission until it is submitted.
-    write: Option<BufferWrite>,
+    write: Option<IoBuffer>,
     /// The pending write it holds in its region.
     pending: Option<PendingRef<MirrorSet>>,
 }
@@ -182,13 +182,13 @@ impl MirrorSet {
         // Copies are made before taking the IRQ-off lock (no allocation
         // under it), for the write-mostly legs as they were a moment ago;
         // a change in between shows as a missing copy and the write waits.
-        let mut copies: [Option<BufferWrite>; MAX_LEGS] = [const { None }; MAX_LEGS];
+        let mut copies: [Option<IoBuffer>; MAX_LEGS] = [const { None }; MAX_LEGS];
         if enabled && kind == BioKind::Write {
             for leg in write_mostly {
                 let copy = bio
                     .copy_data(GFP_NOWAIT | __GFP_NOWARN)
                     .ok()
-                    .and_then(|buf| BufferWrite::new(buf, GFP_NOWAIT | __GFP_NOWARN).ok());
+                    .and_then(|buf| IoBuffer::new(buf, GFP_NOWAIT | __GFP_NOWARN).ok());
                 if let Some(slot) = copies.get_mut(leg) {
                     *slot = copy;
                 }
@@ -323,7 +323,7 @@ impl MirrorSet {
             };
             let submitted = match (copy, self.legs.get(write.leg)) {
                 (Some(copy), Some(leg)) => self
-                    .buffer_writes
+                    .buffer_ios
                     .write(
                         &self.target,
                         &self.io,
@@ -410,7 +410,7 @@ impl MirrorSet {
                 self.behind_drained.wait(&mut st);
             }
         }
-        self.buffer_writes.wait_idle();
+        self.buffer_ios.wait_idle();
     }
 }
 
@@ -440,7 +440,11 @@ impl BufferCompletion for MirrorSet {
         drop(buf);
     }
 
-    fn buffer_writes(&self) -> &BufferWrites {
-        &self.buffer_writes
+    fn buffer_read(&self, buf: KVVec<u8>, tag: u64, failed: bool) {
+        self.warmup_read_done(buf, tag, failed);
+    }
+
+    fn buffer_ios(&self) -> &BufferIos {
+        &self.buffer_ios
     }
 }

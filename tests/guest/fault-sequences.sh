@@ -168,7 +168,7 @@ mirror_table() {
 health() { dm status "$MR" | awk '{ print $(7 + $4) }'; }
 stale_of() {
 	dmsetup message "$MR" 0 io_balance show |
-		awk '$1 == "leg" { printf "%s%s", sep, ($(NF - 1) == "stale" ? $NF : "-"); sep = " " } END { print "" }'
+		awk '$1 == "leg" { v = "-"; for (i = 4; i < NF; i++) if ($i == "stale") v = $(i + 1); printf "%s%s", sep, v; sep = " " } END { print "" }'
 }
 default_of() { dmsetup message "$MR" 0 io_balance show | awk '$1 == "default" { print $2 }'; }
 in_sync() { mirror_in_sync "$MR"; }

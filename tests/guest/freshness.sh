@@ -119,7 +119,7 @@ counts_text() { local c=($1); echo "${c[0]} NEW, ${c[1]} OLD, ${c[2]} other, ${c
 leg_health() { dm status "$1" | awk '{ print $(7 + $4) }'; }
 stale_counts() {
 	dmsetup message "$1" 0 io_balance show |
-		awk '$1 == "leg" { printf "%s%s", sep, ($(NF - 1) == "stale" ? $NF : "-"); sep = " " } END { print "" }'
+		awk '$1 == "leg" { v = "-"; for (i = 4; i < NF; i++) if ($i == "stale") v = $(i + 1); printf "%s%s", sep, v; sep = " " } END { print "" }'
 }
 swap() { dm suspend "$1" && dm load "$1" --table "$2" && dm resume "$1"; }
 lin() { echo "0 $SECTORS linear $1 0"; }

@@ -12,7 +12,7 @@
 . /dmmr/tests/lib.sh
 need_module
 
-ktap_plan 63
+ktap_plan 67
 
 modprobe -r dm_mirror 2>/dev/null || true
 modprobe dm_mirror_rs || die "cannot load dm_mirror_rs"
@@ -216,6 +216,35 @@ msg sl adaptive
 split=$(read_split sl $N "$L0" /dev/mapper/slow)
 ktap_check "adaptive finds the fast leg even when the slow one is default ($split)" fast_share "$split" $N
 ktap_check "remove sl, slow" bash -c "dmsetup --noudevsync remove sl && dmsetup --noudevsync remove slow"
+
+# --- a fresh mapping with a slow leg, in either order ------------------------
+# The adaptive policy measures every leg with warm-up reads of its own from
+# resume on and sends no user read to a leg it has not measured (issue #14:
+# a fresh mapping used to send a sequential stream to the slow leg, assumed
+# fast, and keep it there).  The first 8 MiB of sequential O_DIRECT reads
+# right after create: at most one on the slow leg (dm-raid1's default-leg
+# fallback, if a read beats the warm-up of the fast leg).
+dm create slow --table "0 $SECTORS delay $L1 0 20" || die "cannot create the delay leg"
+SLOW=$(dev_majmin /dev/mapper/slow)
+# leg_field <mirror> <maj:min> <field>
+leg_field() {
+	dmsetup message "$1" 0 io_balance show |
+		awk -v d="$2" -v k="$3" '$1 == "leg" && $3 == d { for (i = 4; i < NF; i++) if ($i == k) print $(i + 1) }'
+}
+for order in "slow first" "slow second"; do
+	if [ "$order" = "slow first" ]; then legs="/dev/mapper/slow 0 $L0 0"; else legs="$L0 0 /dev/mapper/slow 0"; fi
+	dm create fr --table "0 $SECTORS mirror core 2 1024 nosync 2 $legs 2 io_balance adaptive" ||
+		die "cannot create fr ($order)"
+	dd if=/dev/mapper/fr of=/dev/null bs=128k count=64 iflag=direct status=none
+	user=$(leg_field fr "$SLOW" reads) warm=$(leg_field fr "$SLOW" warmup_reads)
+	fast_warm=$(leg_field fr "$M0" warmup_reads)
+	ktap_check_eq "fresh mapping, $order: user reads on the slow leg (of 64)" 1 \
+		"$([ "${user:-99}" -le 1 ] && echo 1 || echo "$user")"
+	ktap_check_eq "fresh mapping, $order: both legs measured by warm-up reads (slow $warm, fast $fast_warm)" 1 \
+		"$([ "${warm:-0}" -ge 4 ] && [ "${fast_warm:-0}" -ge 4 ] && echo 1 || echo 0)"
+	dm remove fr
+done
+dm remove slow
 
 # --- hammer: policy changes while fio verifies -----------------------------
 dm create hm --table "0 $SECTORS mirror core 2 1024 nosync 2 $L0 0 $L1 0 1 handle_errors" ||

@@ -47,11 +47,13 @@
 //! "peak EWMA" of RPC load balancers, counts the queueing delay twice and
 //! pushes reads to a slow idle leg as soon as the fast leg has a queue.)
 //!
-//! A leg with fewer than [`super::WARMUP_SAMPLES`] samples is assumed as
-//! fast as the fastest measured leg (and, having no measured queue, is
-//! predicted to slow down with every read in flight), so it gets its first
-//! reads quickly. With no measured leg every leg is predicted 0 and they
-//! take turns.
+//! A leg with fewer than [`super::WARMUP_SAMPLES`] samples gets no user
+//! read: a guess about it (once, "as fast as the fastest measured leg") let
+//! a fresh mapping send a sequential stream to a WAN leg and keep it there
+//! for seconds. The module measures such a leg with private warm-up reads
+//! ([`super::Balancer::next_warmup_read`]) from the moment the mapping
+//! resumes; until then user reads go to the measured legs, or, with none
+//! measured, to the default leg, where dm-raid1 sends them.
 //!
 //! # Choice
 //!
@@ -198,6 +200,10 @@ impl Adaptive {
             else {
                 continue;
             };
+            // Unmeasured legs get warm-up reads, never a user's probe.
+            if !stats.is_measured() {
+                continue;
+            }
             // What a read costs on this leg over one on the best leg, times
             // 8 to 64.
             let shift = self.probe_shift.get(leg).copied().unwrap_or(PROBE_SHIFT);
@@ -251,27 +257,31 @@ impl Adaptive {
 impl ReadPolicy for Adaptive {
     fn choose(&mut self, context: &ReadContext<'_>) -> Option<usize> {
         let usable = context.usable;
-        let assumed_ns = usable
-            .iter()
-            .filter_map(|leg| context.stats.get(leg))
-            .filter(|stats| stats.is_measured())
-            .map(|stats| stats.latency_ns)
-            .min()
-            .unwrap_or(0);
+        let mut measured = LegSet::EMPTY;
+        for leg in usable {
+            if context.stats.get(leg).is_some_and(LegStats::is_measured) {
+                measured = measured.with(leg);
+            }
+        }
+        if measured.is_empty() {
+            // Nothing known yet: dm-raid1's choice.
+            self.measures = false;
+            return context.default_or_fallback();
+        }
 
         let mut predicted = [u64::MAX; MAX_LEGS];
         let mut best = u64::MAX;
-        for leg in usable {
+        for leg in measured {
             let (Some(stats), Some(slot)) = (context.stats.get(leg), predicted.get_mut(leg)) else {
                 continue;
             };
-            *slot = Self::predicted_latency_ns(stats, assumed_ns);
+            *slot = Self::predicted_latency_ns(stats, 0);
             best = best.min(*slot);
         }
         // predicted <= 2^52 (see the module doc), so these products fit.
         let limit = best.saturating_mul(u64::from(self.tolerance_pct).saturating_add(100));
         let mut band = LegSet::EMPTY;
-        for leg in usable {
+        for leg in measured {
             if predicted
                 .get(leg)
                 .is_some_and(|p| p.saturating_mul(100) <= limit)
@@ -351,6 +361,10 @@ impl ReadPolicy for Adaptive {
         self.reads_since_probe = 0;
         self.measuring = None;
     }
+
+    fn needs_measured_legs(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -369,7 +383,7 @@ mod tests {
 
     use super::super::super::io_balance::{Command, PolicySpec};
     use super::super::super::legs::LegSet;
-    use super::super::{Balancer, MirrorState, ReadRequest};
+    use super::super::{Balancer, MirrorState, ReadRequest, WARMUP_SAMPLES};
     use super::*;
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
@@ -459,8 +473,12 @@ mod tests {
         busy_until: Vec<u64>,
         outstanding: Vec<usize>,
         idle_since: Vec<u64>,
-        /// (completion time, leg, dispatch time)
-        pending: BinaryHeap<Reverse<(u64, usize, u64)>>,
+        /// (completion time, leg, dispatch time, a warm-up read)
+        pending: BinaryHeap<Reverse<(u64, usize, u64, bool)>>,
+        /// User reads in `pending`.
+        user_pending: usize,
+        /// Warm-up reads sent.
+        warmups: usize,
         now: u64,
         rng: u64,
         next_sector: u64,
@@ -498,6 +516,8 @@ mod tests {
                 outstanding: std::vec![0; devices.len()],
                 idle_since: std::vec![now - 1_000_000_000; devices.len()],
                 pending: BinaryHeap::new(),
+                user_pending: 0,
+                warmups: 0,
                 now,
                 rng: splitmix(seed) | 1,
                 next_sector: 0,
@@ -577,6 +597,23 @@ mod tests {
             };
             let usable = LegSet::first_n(self.devices.len());
             let leg = self.balancer.choose(usable, &read).unwrap();
+            self.start(leg, false);
+            self.user_pending += 1;
+            self.warm_up();
+            leg
+        }
+
+        /// Sends the warm-up reads the balancer asks for, as the kernel does.
+        fn warm_up(&mut self) {
+            let usable = LegSet::first_n(self.devices.len());
+            while let Some(leg) = self.balancer.next_warmup_read(usable, self.now) {
+                self.start(leg, true);
+                self.warmups += 1;
+            }
+        }
+
+        /// A read on `leg`'s device from now.
+        fn start(&mut self, leg: usize, warmup: bool) {
             let noise = self.noise[leg];
             let idle = self.now.saturating_sub(self.idle_since[leg]);
             let wake = if self.outstanding[leg] == 0 && idle > noise.wake_after_ns {
@@ -602,8 +639,25 @@ mod tests {
                 self.busy_until[leg] = self.busy_until[leg].max(done);
             }
             self.outstanding[leg] += 1;
-            self.pending.push(Reverse((done, leg, self.now)));
-            leg
+            self.pending.push(Reverse((done, leg, self.now, warmup)));
+        }
+
+        /// Takes the next completion: `Some(leg)` for a user read.
+        fn complete_next(&mut self) -> Option<Option<usize>> {
+            let Reverse((done, leg, start, warmup)) = self.pending.pop()?;
+            self.now = done;
+            self.outstanding[leg] -= 1;
+            if self.outstanding[leg] == 0 {
+                self.idle_since[leg] = done;
+            }
+            if warmup {
+                self.balancer.complete_warmup_read(leg, done, true);
+                self.warm_up();
+                return Some(None);
+            }
+            self.user_pending -= 1;
+            self.balancer.complete(leg, done - start, true);
+            Some(Some(leg))
         }
 
         /// Runs `reads` more reads keeping `queue_depth` outstanding;
@@ -611,18 +665,13 @@ mod tests {
         fn run(&mut self, queue_depth: usize, reads: usize) -> Vec<usize> {
             let mut counts = std::vec![0; self.devices.len()];
             let mut issued = 0;
-            while self.pending.len() < queue_depth && issued < reads {
+            self.warm_up();
+            while self.user_pending < queue_depth && issued < reads {
                 counts[self.dispatch()] += 1;
                 issued += 1;
             }
-            while let Some(Reverse((done, leg, start))) = self.pending.pop() {
-                self.now = done;
-                self.outstanding[leg] -= 1;
-                if self.outstanding[leg] == 0 {
-                    self.idle_since[leg] = done;
-                }
-                self.balancer.complete(leg, done - start, true);
-                if issued < reads {
+            while let Some(user) = self.complete_next() {
+                if user.is_some() && issued < reads {
                     counts[self.dispatch()] += 1;
                     issued += 1;
                 }
@@ -643,22 +692,25 @@ mod tests {
                     depth = 1 + (self.random() as usize) % max_depth;
                     until = issued + 10 + (self.random() as usize) % 51;
                 }
-                if self.pending.len() < depth && issued < reads {
+                if self.user_pending < depth && issued < reads {
                     counts[self.dispatch()] += 1;
                     issued += 1;
                     continue;
                 }
-                let Some(Reverse((done, leg, start))) = self.pending.pop() else {
+                if self.complete_next().is_none() {
                     break;
-                };
-                self.now = done;
-                self.outstanding[leg] -= 1;
-                if self.outstanding[leg] == 0 {
-                    self.idle_since[leg] = done;
                 }
-                self.balancer.complete(leg, done - start, true);
             }
             counts
+        }
+
+        /// The mapping resumes: the warm-up reads run to completion before
+        /// the first user read, then 30 ms pass (a user starting to read
+        /// after `dmsetup create` returned).
+        fn resume(&mut self) {
+            self.warm_up();
+            while self.complete_next().is_some() {}
+            self.pause(30_000_000);
         }
 
         /// No reads for `ns`.
@@ -713,6 +765,7 @@ mod tests {
         let mut splits = Vec::new();
         for seed in 0..guests {
             let mut sim = Sim::seeded(devices, adaptive(), seed).guest_like(noise, seed % 2 == 1);
+            sim.resume();
             for _ in 0..3 {
                 splits.push(sim.run(queue_depth, 400));
                 sim.pause(30_000_000);
@@ -813,6 +866,7 @@ mod tests {
         for seed in 0..200 {
             let mut sim =
                 Sim::seeded(&[LOOP, LOOP], adaptive(), seed).guest_like(GUEST, seed % 2 == 1);
+            sim.resume();
             for _ in 0..3 {
                 splits.push(sim.run_varying(4, 400));
                 sim.pause(30_000_000);
@@ -903,12 +957,107 @@ mod tests {
         balancer
     }
 
+    /// Runs the warm-up reads of both legs one after the other, the `i`th
+    /// read of `leg` taking `latency(leg, i)`; returns the time after them.
+    fn warm_up(balancer: &mut Balancer, mut now: u64, latency: impl Fn(usize, u64) -> u64) -> u64 {
+        let mut count = [0u64; 2];
+        while let Some(leg) = balancer.next_warmup_read(LegSet::first_n(2), now) {
+            now += latency(leg, count[leg]);
+            count[leg] += 1;
+            balancer.complete_warmup_read(leg, now, true);
+        }
+        assert_eq!(count, [WARMUP_SAMPLES; 2]);
+        now
+    }
+
+    /// A fresh mapping sends no user read to a leg it has not measured:
+    /// the default leg serves them until the warm-up reads measured the
+    /// others, and a leg whose warm-up failed is never read.
+    #[test]
+    fn no_user_read_on_an_unmeasured_leg() {
+        let mut balancer = adaptive_pair();
+        let usable = LegSet::first_n(2);
+        let read = |i: u64, now_ns| ReadRequest {
+            sector: i * 8,
+            nr_sectors: 8,
+            now_ns,
+        };
+        // Nothing measured: the default leg, as dm-raid1.
+        assert!(balancer.wants_warmup(usable));
+        assert_eq!(balancer.choose(usable, &read(0, 10)), Some(0));
+        balancer.complete(0, 1_000, true);
+        // Leg 0 measured (four warm-up reads at 25 us), leg 1 has one
+        // warm-up read in flight: every read goes to leg 0, sequential or not.
+        let mut now = 1_000;
+        for _ in 1..WARMUP_SAMPLES {
+            assert_eq!(balancer.next_warmup_read(usable, now), Some(0));
+            now += 25_000;
+            balancer.complete_warmup_read(0, now, true);
+        }
+        assert_eq!(balancer.next_warmup_read(usable, now), Some(1));
+        assert_eq!(
+            balancer.next_warmup_read(usable, now),
+            None,
+            "one at a time"
+        );
+        for i in 1..200 {
+            assert_eq!(balancer.choose(usable, &read(i, now)), Some(0));
+            balancer.complete(0, 25_000, true);
+        }
+        // Leg 1 measured fast: it shares.
+        now += 20_000;
+        balancer.complete_warmup_read(1, now, true);
+        for _ in 1..WARMUP_SAMPLES {
+            let leg = balancer.next_warmup_read(usable, now).unwrap();
+            now += 20_000;
+            balancer.complete_warmup_read(leg, now, true);
+        }
+        assert!(!balancer.wants_warmup(usable));
+        let mut counts = [0; 2];
+        for i in 0..200 {
+            let leg = balancer.choose(usable, &read(1000 + 2 * i, now)).unwrap();
+            now += 20_000;
+            balancer.complete(leg, 20_000, true);
+            counts[leg] += 1;
+        }
+        assert!(counts[1] >= 80, "{counts:?}");
+        assert_eq!(balancer.stats(1).unwrap().warmup_reads, WARMUP_SAMPLES);
+
+        // A leg whose warm-up read fails is not read, nor warmed up again.
+        let mut balancer = adaptive_pair();
+        let now = warm_up(&mut balancer, 1_000, |_, _| 25_000);
+        // Leg 1 fails and comes back: its estimates are forgotten.
+        assert_eq!(balancer.choose(LegSet::first_n(1), &read(0, now)), Some(0));
+        balancer.complete(0, 25_000, true);
+        assert_eq!(balancer.next_warmup_read(usable, now), Some(1));
+        balancer.complete_warmup_read(1, now + 1_000, false);
+        assert!(!balancer.wants_warmup(usable));
+        assert_eq!(balancer.next_warmup_read(usable, now), None);
+        for i in 0..100 {
+            assert_eq!(balancer.choose(usable, &read(i, now)), Some(0));
+            balancer.complete(0, 25_000, true);
+        }
+        // A read that never went out is undone.
+        let mut balancer = adaptive_pair();
+        assert_eq!(balancer.next_warmup_read(usable, 0), Some(0));
+        balancer.cancel_warmup_read(0);
+        let stats = balancer.stats(0).unwrap();
+        assert_eq!(
+            (stats.in_flight, stats.warmup_reads, stats.warmup_started_ns),
+            (0, 0, None)
+        );
+        // Policies that do not measure want no warm-up.
+        let mut balancer = Balancer::new(2).unwrap();
+        assert!(!balancer.wants_warmup(usable));
+        assert_eq!(balancer.next_warmup_read(usable, 0), None);
+    }
+
     /// The guest's failure: one stall made a leg look slow, and a leg
     /// outside the band got no reads to show it was not.
     #[test]
     fn a_stall_does_not_decide_the_split() {
         let mut balancer = adaptive_pair();
-        let mut now = 1_000_000_000;
+        let mut now = warm_up(&mut balancer, 1_000_000_000, |_, _| 25_000);
         let mut counts = [0; 2];
         for i in 0..1_000u64 {
             let read = ReadRequest {
@@ -938,9 +1087,15 @@ mod tests {
     #[test]
     fn a_slow_first_read_does_not_decide_the_split() {
         let mut balancer = adaptive_pair();
-        let mut now = 1_000_000_000;
+        // The first warm-up read of each leg wakes it up.
+        let mut now = warm_up(&mut balancer, 1_000_000_000, |leg, i| {
+            if i == 0 {
+                [200_000, 900_000][leg]
+            } else {
+                25_000 + i * 1_000
+            }
+        });
         let mut counts = [0; 2];
-        let mut first = [true; 2];
         for i in 0..400u64 {
             let read = ReadRequest {
                 sector: i * 4096,
@@ -948,11 +1103,7 @@ mod tests {
                 now_ns: now,
             };
             let leg = balancer.choose(LegSet::first_n(2), &read).unwrap();
-            let latency = if core::mem::take(&mut first[leg]) {
-                [200_000, 900_000][leg]
-            } else {
-                25_000 + i % 7 * 1_000
-            };
+            let latency = 25_000 + i % 7 * 1_000;
             now += latency;
             balancer.complete(leg, latency, true);
             counts[leg] += 1;

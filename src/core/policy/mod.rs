@@ -98,6 +98,13 @@ pub struct LegStats {
     /// Latency of the leg's last read if it succeeded (for a measurement,
     /// the fastest of its probe's reads so far), else 0.
     pub last_sample_ns: u64,
+    /// Private warm-up reads sent to the leg (the module's own, never a
+    /// user's; see [`super::Balancer::next_warmup_read`]).
+    pub warmup_reads: u64,
+    /// Dispatch time of the warm-up read in flight, if one is.
+    pub warmup_started_ns: Option<u64>,
+    /// A warm-up read failed: no more until the estimates are forgotten.
+    pub warmup_failed: bool,
 }
 
 impl LegStats {
@@ -109,6 +116,13 @@ impl LegStats {
         self.next_sector = None;
         self.measurement_pending = false;
         self.last_sample_ns = 0;
+        self.warmup_failed = false;
+    }
+
+    /// Whether the leg still needs a warm-up read: not measured, none in
+    /// flight, none failed.
+    pub fn wants_warmup(&self) -> bool {
+        !self.is_measured() && self.warmup_started_ns.is_none() && !self.warmup_failed
     }
 
     /// Whether the latency estimate rests on [`WARMUP_SAMPLES`] samples.
@@ -116,12 +130,13 @@ impl LegStats {
         self.samples >= WARMUP_SAMPLES
     }
 
-    /// Zeroes the counters (`reads`, `sectors`, `errors`); keeps in-flight
+    /// Zeroes the counters (`reads`, `sectors`, `errors`, `warmup_reads`); keeps in-flight
     /// accounting and estimates.
     pub fn reset_counters(&mut self) {
         self.reads = 0;
         self.sectors = 0;
         self.errors = 0;
+        self.warmup_reads = 0;
     }
 
     /// Accounts a read sent to this leg; `measurement` if it is a read of a
@@ -250,6 +265,13 @@ pub trait ReadPolicy {
 
     /// Forgets internal scheduling state (after weight or default changes).
     fn reset(&mut self) {}
+
+    /// Whether the policy needs every leg measured before it reads from it:
+    /// then the legs get private warm-up reads (see
+    /// [`super::Balancer::next_warmup_read`]).
+    fn needs_measured_legs(&self) -> bool {
+        false
+    }
 }
 
 /// The active policy, dispatched without trait objects.
@@ -313,6 +335,13 @@ impl ReadPolicy for Policy {
             Policy::RoundRobin(policy) => policy.reset(),
             Policy::Weighted(policy) => policy.reset(),
             Policy::Adaptive(policy) => policy.reset(),
+        }
+    }
+
+    fn needs_measured_legs(&self) -> bool {
+        match self {
+            Policy::Adaptive(policy) => policy.needs_measured_legs(),
+            Policy::RoundRobin(_) | Policy::Weighted(_) => false,
         }
     }
 }
