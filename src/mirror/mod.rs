@@ -221,17 +221,21 @@ pub(crate) enum BioRecord {
     Flush { sent_to: LegSet },
     /// A discard (sent to every leg, not counted in the region hash).
     Discard { region: u64 },
-    /// A read remapped in `map` to `leg`; `details` restore it for a retry.
+    /// A read of `sectors` remapped in `map` to `leg`; `details` restore
+    /// it for a retry.
     RemappedRead {
         region: u64,
         leg: u8,
+        sectors: u32,
         start_ns: u64,
         details: BioDetails,
     },
-    /// A read the worker sends through dm-io: to `leg` (`None`: queued).
+    /// A read of `sectors` the worker sends through dm-io: to `leg`
+    /// (`None`: queued).
     WorkerRead {
         region: u64,
         leg: Option<u8>,
+        sectors: u32,
         start_ns: u64,
     },
 }
@@ -254,6 +258,7 @@ impl BioRecord {
         BioRecord::WorkerRead {
             region,
             leg: None,
+            sectors: 0,
             start_ns: 0,
         }
     }
@@ -345,9 +350,12 @@ impl MirrorSet {
         }
     }
 
-    fn complete_read(&self, leg: usize, start_ns: u64, ok: bool) {
+    fn complete_read(&self, leg: usize, sectors: u32, start_ns: u64, ok: bool) {
         let latency = dm::now_ns().saturating_sub(start_ns);
-        self.state.lock().balancer.complete(leg, latency, ok);
+        self.state
+            .lock()
+            .balancer
+            .complete_sized(leg, latency, sectors, ok);
     }
 
     fn queue(
@@ -592,6 +600,7 @@ impl MirrorSet {
                     *bio.record() = BioRecord::WorkerRead {
                         region,
                         leg: u8::try_from(idx).ok(),
+                        sectors: bio.sectors(),
                         start_ns: now_ns,
                     };
                     self.io.read(bio, &leg.dev, leg.map_sector(sector));
@@ -986,6 +995,7 @@ impl TargetOperations for MirrorSet {
                 *bio.record() = BioRecord::RemappedRead {
                     region,
                     leg: u8::try_from(idx).unwrap_or(0),
+                    sectors: bio.sectors(),
                     start_ns: now_ns,
                     details,
                 };
@@ -996,7 +1006,7 @@ impl TargetOperations for MirrorSet {
     }
 
     fn end_io(&self, mut bio: Bio<'_, Self>, status: Status) -> EndIo {
-        let (region, idx, start_ns, details) = match *bio.record() {
+        let (region, idx, sectors, start_ns, details) = match *bio.record() {
             BioRecord::Write {
                 region,
                 covers,
@@ -1021,12 +1031,13 @@ impl TargetOperations for MirrorSet {
             BioRecord::RemappedRead {
                 region,
                 leg,
+                sectors,
                 start_ns,
                 details,
-            } => (region, usize::from(leg), start_ns, details),
+            } => (region, usize::from(leg), sectors, start_ns, details),
             _ => return bio.done(status),
         };
-        self.complete_read(idx, start_ns, status.is_ok());
+        self.complete_read(idx, sectors, start_ns, status.is_ok());
         if status.is_ok() || status.is_unsupported() || bio.is_readahead() {
             return bio.done(status);
         }
@@ -1286,6 +1297,7 @@ impl IoCompletion for MirrorSet {
         let BioRecord::WorkerRead {
             region,
             leg: Some(leg),
+            sectors,
             start_ns,
         } = *bio.record()
         else {
@@ -1296,7 +1308,7 @@ impl IoCompletion for MirrorSet {
             });
         };
         let idx = usize::from(leg);
-        self.complete_read(idx, start_ns, !failed);
+        self.complete_read(idx, sectors, start_ns, !failed);
         if !failed {
             return bio.end(if unsupported {
                 Status::invalid()

@@ -6,8 +6,9 @@
 //!
 //! They start when the mapping resumes (the worker runs after `resume`)
 //! and whenever a leg becomes unmeasured again (a leg that comes back
-//! forgets its estimates), one at a time per leg, each from a private
-//! 4 KiB buffer that is freed when it completes. So the first user reads
+//! forgets its estimates), one at a time per leg, each into a private
+//! buffer (4 KiB, every fourth 64 KiB to measure the transfer cost) that is
+//! freed when it completes. So the first user reads
 //! already know which leg is fast, and none waits on a leg nobody
 //! measured: until then they go to the measured legs, or, with none, to
 //! the default leg, as dm-raid1 sends them. Only the adaptive policy asks
@@ -17,9 +18,28 @@ use super::MirrorSet;
 use crate::dm::{self, buffer_io::IoBuffer};
 use kernel::{alloc::KVVec, prelude::*};
 
-/// Bytes of one warm-up read: one page, the smallest read worth measuring.
-const WARMUP_BYTES: usize = 4096;
-const WARMUP_SECTORS: u64 = (WARMUP_BYTES / 512) as u64;
+/// Sectors of a warm-up read: 4 KiB (the policy's reference size), and
+/// every fourth 64 KiB, which measures the leg's transfer cost.
+const SMALL_SECTORS: u32 = 8;
+const LARGE_SECTORS: u32 = 128;
+
+/// A warm-up read's tag: the leg in the low byte, its size above.
+fn tag(leg: usize, sectors: u32) -> u64 {
+    (u64::from(sectors) << 8) | (u64::try_from(leg).unwrap_or(0xff) & 0xff)
+}
+
+fn untag(tag: u64) -> (usize, u32) {
+    (
+        usize::try_from(tag & 0xff).unwrap_or(usize::MAX),
+        u32::try_from(tag >> 8).unwrap_or(0),
+    )
+}
+
+/// A zeroed buffer for a read of `sectors`, if memory is at hand.
+fn read_buffer(sectors: u32) -> Option<KVVec<u8>> {
+    let bytes = usize::try_from(sectors).ok()?.checked_mul(512)?;
+    KVVec::from_elem(0u8, bytes, GFP_NOWAIT | __GFP_NOWARN).ok()
+}
 
 impl MirrorSet {
     /// Sends the warm-up reads the policy asks for now. Worker only
@@ -47,27 +67,32 @@ impl MirrorSet {
         }
     }
 
-    /// The `nth` warm-up read of `leg`: 4 KiB at a sector that moves with
-    /// `nth` (spread over the mapping, so a device cache or read-ahead does
-    /// not answer them all). False if it could not be sent.
+    /// The `nth` warm-up read of `leg` (counting from 1): 4 KiB, or 64 KiB
+    /// every fourth, at a sector that moves with `nth` (spread over the
+    /// mapping, so a device cache or read-ahead does not answer them all).
+    /// False if it could not be sent.
     fn send_warmup_read(&self, leg: usize, nth: u64) -> bool {
         let Some(dev) = self.legs.get(leg) else {
             return false;
         };
-        let len = self.target.len();
-        if len < WARMUP_SECTORS {
+        let large = (nth % 4 == 0).then(|| read_buffer(LARGE_SECTORS)).flatten();
+        let (buf, sectors) = match large {
+            Some(buf) => (buf, LARGE_SECTORS),
+            None => match read_buffer(SMALL_SECTORS) {
+                Some(buf) => (buf, SMALL_SECTORS),
+                None => return false,
+            },
+        };
+        let slots = self.target.len() / u64::from(sectors);
+        if slots == 0 {
             return false;
         }
-        let slots = len / WARMUP_SECTORS;
-        // A large odd stride visits every slot before it repeats.
+        // A large odd multiplier spreads consecutive reads over the mapping.
         let slot = nth
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .checked_rem(slots)
             .unwrap_or(0);
-        let sector = slot.saturating_mul(WARMUP_SECTORS);
-        let Ok(buf) = KVVec::from_elem(0u8, WARMUP_BYTES, GFP_NOWAIT | __GFP_NOWARN) else {
-            return false;
-        };
+        let sector = slot.saturating_mul(u64::from(sectors));
         let Ok(buffer) = IoBuffer::new(buf, GFP_NOWAIT | __GFP_NOWARN) else {
             return false;
         };
@@ -77,17 +102,18 @@ impl MirrorSet {
                 &self.io,
                 (&dev.dev, dev.map_sector(sector)),
                 buffer,
-                u64::try_from(leg).unwrap_or(u64::MAX),
+                tag(leg, sectors),
             )
             .is_ok()
     }
 
     /// A warm-up read of the leg `tag` ended (softirq or process context).
     pub(super) fn warmup_read_done(&self, buf: KVVec<u8>, tag: u64, failed: bool) {
-        let leg = usize::try_from(tag).unwrap_or(usize::MAX);
+        let (leg, sectors) = untag(tag);
         let more = {
             let mut st = self.state.lock();
-            st.balancer.complete_warmup_read(leg, dm::now_ns(), !failed);
+            st.balancer
+                .complete_warmup_read(leg, dm::now_ns(), sectors, !failed);
             let usable = st.usable(self.nr_legs());
             st.balancer.wants_warmup(usable)
         };

@@ -162,14 +162,12 @@ impl Adaptive {
         self.probes
     }
 
-    /// Predicted latency (ns) of a read sent to a leg with `stats` now;
-    /// `assumed_ns` stands in for the latency of a leg without samples.
-    pub fn predicted_latency_ns(stats: &LegStats, assumed_ns: u64) -> u64 {
-        let (latency, queue_depth) = if stats.is_measured() {
-            (stats.latency_ns, stats.queue_depth_x256)
-        } else {
-            (assumed_ns, 0)
-        };
+    /// Predicted latency (ns) of a read of `nr_sectors` sent to a measured
+    /// leg with `stats` now: its cost at that size (the latency of a
+    /// reference read plus the transfer of the rest, see
+    /// [`LegStats::cost_ns`]) scaled by the load.
+    pub fn predicted_latency_ns(stats: &LegStats, nr_sectors: u32) -> u64 {
+        let (latency, queue_depth) = (stats.cost_ns(nr_sectors), stats.queue_depth_x256);
         let load = u64::from(stats.in_flight.min(MAX_COUNTED_IN_FLIGHT)).saturating_add(1);
         let measured_load = u64::from(queue_depth).saturating_add(u64::from(QUEUE_DEPTH_ONE));
         latency
@@ -275,7 +273,7 @@ impl ReadPolicy for Adaptive {
             let (Some(stats), Some(slot)) = (context.stats.get(leg), predicted.get_mut(leg)) else {
                 continue;
             };
-            *slot = Self::predicted_latency_ns(stats, 0);
+            *slot = Self::predicted_latency_ns(stats, context.read.nr_sectors);
             best = best.min(*slot);
         }
         // predicted <= 2^52 (see the module doc), so these products fit.
@@ -651,7 +649,7 @@ mod tests {
                 self.idle_since[leg] = done;
             }
             if warmup {
-                self.balancer.complete_warmup_read(leg, done, true);
+                self.balancer.complete_warmup_read(leg, done, 8, true);
                 self.warm_up();
                 return Some(None);
             }
@@ -964,7 +962,7 @@ mod tests {
         while let Some(leg) = balancer.next_warmup_read(LegSet::first_n(2), now) {
             now += latency(leg, count[leg]);
             count[leg] += 1;
-            balancer.complete_warmup_read(leg, now, true);
+            balancer.complete_warmup_read(leg, now, 8, true);
         }
         assert_eq!(count, [WARMUP_SAMPLES; 2]);
         now
@@ -992,7 +990,7 @@ mod tests {
         for _ in 1..WARMUP_SAMPLES {
             assert_eq!(balancer.next_warmup_read(usable, now), Some(0));
             now += 25_000;
-            balancer.complete_warmup_read(0, now, true);
+            balancer.complete_warmup_read(0, now, 8, true);
         }
         assert_eq!(balancer.next_warmup_read(usable, now), Some(1));
         assert_eq!(
@@ -1006,11 +1004,11 @@ mod tests {
         }
         // Leg 1 measured fast: it shares.
         now += 20_000;
-        balancer.complete_warmup_read(1, now, true);
+        balancer.complete_warmup_read(1, now, 8, true);
         for _ in 1..WARMUP_SAMPLES {
             let leg = balancer.next_warmup_read(usable, now).unwrap();
             now += 20_000;
-            balancer.complete_warmup_read(leg, now, true);
+            balancer.complete_warmup_read(leg, now, 8, true);
         }
         assert!(!balancer.wants_warmup(usable));
         let mut counts = [0; 2];
@@ -1030,7 +1028,7 @@ mod tests {
         assert_eq!(balancer.choose(LegSet::first_n(1), &read(0, now)), Some(0));
         balancer.complete(0, 25_000, true);
         assert_eq!(balancer.next_warmup_read(usable, now), Some(1));
-        balancer.complete_warmup_read(1, now + 1_000, false);
+        balancer.complete_warmup_read(1, now + 1_000, 8, false);
         assert!(!balancer.wants_warmup(usable));
         assert_eq!(balancer.next_warmup_read(usable, now), None);
         for i in 0..100 {
@@ -1050,6 +1048,58 @@ mod tests {
         let mut balancer = Balancer::new(2).unwrap();
         assert!(!balancer.wants_warmup(usable));
         assert_eq!(balancer.next_warmup_read(usable, 0), None);
+    }
+
+    /// A read's cost depends on its size: a leg with the lower latency but
+    /// a twentieth of the bandwidth is as good for 4 KiB reads and not for
+    /// 1 MiB ones, once a large warm-up read measured the transfer.
+    #[test]
+    fn large_reads_avoid_a_low_bandwidth_leg() {
+        // (latency of a 4 KiB read, ns per further sector)
+        const LEGS: [(u64, u64); 2] = [(200_000, 5_000), (220_000, 250)];
+        let cost = |leg: usize, sectors: u32| {
+            LEGS[leg].0 + LEGS[leg].1 * u64::from(sectors.saturating_sub(8))
+        };
+        let mut balancer = adaptive_pair();
+        let usable = LegSet::first_n(2);
+        let mut now = 1_000_000_000;
+        let mut nth = [0u32; 2];
+        // As the kernel: the last of the four warm-up reads is 64 KiB.
+        while let Some(leg) = balancer.next_warmup_read(usable, now) {
+            let sectors = if nth[leg] == 3 { 128 } else { 8 };
+            nth[leg] += 1;
+            now += cost(leg, sectors);
+            balancer.complete_warmup_read(leg, now, sectors, true);
+        }
+        for leg in 0..2 {
+            let stats = balancer.stats(leg).unwrap();
+            assert_eq!(stats.latency_ns, LEGS[leg].0, "leg {leg}");
+            assert_eq!(stats.ns_per_sector, LEGS[leg].1, "leg {leg}");
+        }
+        let mut run = |balancer: &mut Balancer, sectors: u32, reads: u64| {
+            let mut counts = [0; 2];
+            for i in 0..reads {
+                let read = ReadRequest {
+                    sector: i * 1_000_000,
+                    nr_sectors: sectors,
+                    now_ns: now,
+                };
+                let leg = balancer.choose(usable, &read).unwrap();
+                now += cost(leg, sectors);
+                balancer.complete_sized(leg, cost(leg, sectors), sectors, true);
+                counts[leg] += 1;
+            }
+            counts
+        };
+        let small = run(&mut balancer, 8, 400);
+        assert!(small[0] >= 120 && small[1] >= 120, "4 KiB: {small:?}");
+        let large = run(&mut balancer, 2048, 400);
+        assert!(large[1] >= 390, "1 MiB: {large:?}");
+        // Mixed sizes do not blur the estimates.
+        let mixed = run(&mut balancer, 8, 200);
+        assert!(mixed[0] >= 60 && mixed[1] >= 60, "4 KiB again: {mixed:?}");
+        assert_eq!(balancer.stats(1).unwrap().latency_ns, LEGS[1].0);
+        assert_eq!(balancer.stats(1).unwrap().ns_per_sector, LEGS[1].1);
     }
 
     /// The guest's failure: one stall made a leg look slow, and a leg
@@ -1211,22 +1261,22 @@ mod tests {
             ..LegStats::default()
         };
         // At the load it was measured at, the prediction is the measurement.
-        assert_eq!(Adaptive::predicted_latency_ns(&stats, 0), 1000);
+        assert_eq!(Adaptive::predicted_latency_ns(&stats, 8), 1000);
         stats.in_flight = 31;
-        assert_eq!(Adaptive::predicted_latency_ns(&stats, 0), 2000);
-        // Not measured yet: the assumed latency, scaled from an empty queue.
-        stats.samples = super::super::WARMUP_SAMPLES - 1;
-        stats.in_flight = 0;
-        assert_eq!(Adaptive::predicted_latency_ns(&stats, 700), 700);
-        stats.in_flight = 1;
-        assert_eq!(Adaptive::predicted_latency_ns(&stats, 700), 1400);
+        assert_eq!(Adaptive::predicted_latency_ns(&stats, 8), 2000);
+        // A larger read adds its transfer beyond the reference size.
+        stats.in_flight = 15;
+        stats.ns_per_sector = 10;
+        assert_eq!(Adaptive::predicted_latency_ns(&stats, 8), 1000);
+        assert_eq!(Adaptive::predicted_latency_ns(&stats, 108), 2000);
         let extreme = LegStats {
             samples: u64::MAX,
             latency_ns: super::super::MAX_LATENCY_SAMPLE_NS,
+            ns_per_sector: u64::MAX,
             in_flight: u32::MAX,
             ..LegStats::default()
         };
-        assert!(Adaptive::predicted_latency_ns(&extreme, 0) < 1 << 53);
+        assert!(Adaptive::predicted_latency_ns(&extreme, u32::MAX) < 1 << 61);
     }
 
     #[test]

@@ -67,6 +67,14 @@ pub const MAX_RISE_SHIFT: u32 = 5;
 /// by at most `1 / 2^MEASUREMENT_RISE_SHIFT` of the estimate (a quarter).
 pub const MEASUREMENT_RISE_SHIFT: u32 = 2;
 
+/// The latency estimate is that of a read of this many sectors (4 KiB);
+/// larger reads add their transfer ([`LegStats::ns_per_sector`]).
+pub const REFERENCE_SECTORS: u32 = 8;
+
+/// Reads of at least this many sectors (32 KiB) measure a leg's transfer
+/// cost: smaller ones are all latency.
+pub const TRANSFER_SAMPLE_SECTORS: u32 = 64;
+
 /// Per-leg statistics, maintained by [`Balancer`] for every policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LegStats {
@@ -98,6 +106,11 @@ pub struct LegStats {
     /// Latency of the leg's last read if it succeeded (for a measurement,
     /// the fastest of its probe's reads so far), else 0.
     pub last_sample_ns: u64,
+    /// Estimate of the leg's transfer cost: nanoseconds per sector beyond
+    /// [`REFERENCE_SECTORS`] (0 until a read of at least
+    /// [`TRANSFER_SAMPLE_SECTORS`] measured it). With it, a 4 KiB read
+    /// cannot make a low-bandwidth leg look good for 1 MiB reads.
+    pub ns_per_sector: u64,
     /// Private warm-up reads sent to the leg (the module's own, never a
     /// user's; see [`super::Balancer::next_warmup_read`]).
     pub warmup_reads: u64,
@@ -117,6 +130,25 @@ impl LegStats {
         self.measurement_pending = false;
         self.last_sample_ns = 0;
         self.warmup_failed = false;
+        self.ns_per_sector = 0;
+    }
+
+    /// The transfer of a read of `nr_sectors` beyond the reference size,
+    /// in nanoseconds (at most [`MAX_LATENCY_SAMPLE_NS`]).
+    pub fn transfer_ns(&self, nr_sectors: u32) -> u64 {
+        let extra = u64::from(nr_sectors.saturating_sub(REFERENCE_SECTORS));
+        self.ns_per_sector
+            .saturating_mul(extra)
+            .min(MAX_LATENCY_SAMPLE_NS)
+    }
+
+    /// What a read of `nr_sectors` costs on the leg when idle: the latency
+    /// estimate plus the transfer beyond the reference size (at most twice
+    /// [`MAX_LATENCY_SAMPLE_NS`]).
+    pub fn cost_ns(&self, nr_sectors: u32) -> u64 {
+        self.latency_ns
+            .min(MAX_LATENCY_SAMPLE_NS)
+            .saturating_add(self.transfer_ns(nr_sectors))
     }
 
     /// Whether the leg still needs a warm-up read: not measured, none in
@@ -171,7 +203,13 @@ impl LegStats {
     /// - a measurement (a read of a probe after the first one, which woke
     ///   the leg up): the fastest of the probe's reads so far, followed down
     ///   in full and up by at most a quarter ([`MEASUREMENT_RISE_SHIFT`]).
-    fn record_completion(&mut self, latency_ns: u64, ok: bool) {
+    ///
+    /// A read of `nr_sectors` above the reference size first updates the
+    /// transfer estimate (reads of at least [`TRANSFER_SAMPLE_SECTORS`]:
+    /// what it took beyond the latency estimate, per extra sector, a
+    /// quarter of the way), then counts as a reference read without its
+    /// transfer.
+    fn record_completion(&mut self, latency_ns: u64, nr_sectors: u32, ok: bool) {
         self.in_flight = self.in_flight.saturating_sub(1);
         let measurement = core::mem::take(&mut self.measurement_pending);
         if !ok {
@@ -179,7 +217,25 @@ impl LegStats {
             self.last_sample_ns = 0;
             return;
         }
-        let sample = latency_ns.clamp(1, MAX_LATENCY_SAMPLE_NS);
+        let raw = latency_ns.clamp(1, MAX_LATENCY_SAMPLE_NS);
+        let extra = u64::from(nr_sectors.saturating_sub(REFERENCE_SECTORS));
+        if nr_sectors >= TRANSFER_SAMPLE_SECTORS && self.samples > 0 {
+            let per_sector = raw
+                .saturating_sub(self.latency_ns)
+                .checked_div(extra)
+                .unwrap_or(0);
+            self.ns_per_sector = if self.ns_per_sector == 0 {
+                per_sector
+            } else {
+                // (3 * old + new) / 4; old, new <= 2^36, no overflow.
+                self.ns_per_sector
+                    .saturating_mul(3)
+                    .saturating_add(per_sector)
+                    .checked_shr(2)
+                    .unwrap_or(0)
+            };
+        }
+        let sample = raw.saturating_sub(self.transfer_ns(nr_sectors)).max(1);
         let previous = self.last_sample_ns;
         let sample = if measurement && previous > 0 {
             sample.min(previous)
