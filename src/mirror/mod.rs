@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod leg;
-mod warmup;
+mod probe;
 mod write_behind;
 
 use crate::dm::{
@@ -306,8 +306,8 @@ impl MirrorSet {
     /// Picks a leg for a read of `region` among the healthy legs that hold
     /// its latest data, and counts it as sent at `now_ns` (the read's one
     /// clock reading, also its start time).
-    /// The leg for a read, and whether a leg wants a warm-up read (then
-    /// the caller wakes the worker).
+    /// The leg for a read, and whether a leg wants a probe read (then the
+    /// caller wakes the worker).
     fn choose(
         &self,
         region: u64,
@@ -328,12 +328,13 @@ impl MirrorSet {
             behind,
             ..
         } = &mut *st;
-        let warmup = balancer.wants_warmup(healthy);
         let Ok(fresh) = freshness.fresh(region) else {
-            return (None, warmup);
+            return (None, balancer.wants_probe_read(healthy));
         };
         let candidates = behind.read_legs(region, fresh, healthy);
-        (balancer.choose(candidates, &read), warmup)
+        let leg = balancer.choose(candidates, &read);
+        // The choice may have asked for a probe.
+        (leg, balancer.wants_probe_read(healthy))
     }
 
     /// Freshness after a write to `region` reached the legs in `reached`.
@@ -590,7 +591,7 @@ impl MirrorSet {
             let sector = bio.sector();
             let region = bio.record().region();
             let now_ns = dm::now_ns();
-            // Warm-up reads go at the end of this work.
+            // Probe reads go at the end of this work.
             match self
                 .choose(region, sector, bio.sectors(), now_ns)
                 .0
@@ -984,8 +985,8 @@ impl TargetOperations for MirrorSet {
                     return mapped;
                 }
                 let now_ns = dm::now_ns();
-                let (chosen, warmup) = self.choose(region, sector, bio.sectors(), now_ns);
-                if warmup {
+                let (chosen, probe) = self.choose(region, sector, bio.sectors(), now_ns);
+                if probe {
                     self.worker.queue();
                 }
                 let Some((idx, leg)) = chosen.and_then(|i| Some((i, self.legs.get(i)?))) else {
@@ -1433,7 +1434,7 @@ impl WorkerCallback for MirrorSet {
         // Writes that waited for the backlog, and copies that may go now.
         self.dispatch_writes(BioList::new());
         self.do_failures(failures);
-        self.send_warmup_reads();
+        self.send_probe_reads();
     }
 }
 

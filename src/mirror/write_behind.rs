@@ -441,7 +441,7 @@ impl BufferCompletion for MirrorSet {
     }
 
     fn buffer_read(&self, buf: KVVec<u8>, tag: u64, failed: bool) {
-        self.warmup_read_done(buf, tag, failed);
+        self.probe_read_done(buf, tag, failed);
     }
 
     fn buffer_ios(&self) -> &BufferIos {

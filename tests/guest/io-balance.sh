@@ -12,7 +12,7 @@
 . /dmmr/tests/lib.sh
 need_module
 
-ktap_plan 67
+ktap_plan 69
 
 modprobe -r dm_mirror 2>/dev/null || true
 modprobe dm_mirror_rs || die "cannot load dm_mirror_rs"
@@ -236,12 +236,20 @@ for order in "slow first" "slow second"; do
 	dm create fr --table "0 $SECTORS mirror core 2 1024 nosync 2 $legs 2 io_balance adaptive" ||
 		die "cannot create fr ($order)"
 	dd if=/dev/mapper/fr of=/dev/null bs=128k count=64 iflag=direct status=none
-	user=$(leg_field fr "$SLOW" reads) warm=$(leg_field fr "$SLOW" warmup_reads)
-	fast_warm=$(leg_field fr "$M0" warmup_reads)
+	user=$(leg_field fr "$SLOW" reads) warm=$(leg_field fr "$SLOW" probe_reads)
+	fast_warm=$(leg_field fr "$M0" probe_reads)
 	ktap_check_eq "fresh mapping, $order: user reads on the slow leg (of 64)" 1 \
 		"$([ "${user:-99}" -le 1 ] && echo 1 || echo "$user")"
 	ktap_check_eq "fresh mapping, $order: both legs measured by warm-up reads (slow $warm, fast $fast_warm)" 1 \
 		"$([ "${warm:-0}" -ge 4 ] && [ "${fast_warm:-0}" -ge 4 ] && echo 1 || echo 0)"
+	# The slow leg, idle for longer than 64 times its extra latency, is
+	# probed again: with the module's own reads, not the user's.
+	sleep 2
+	dd if=/dev/mapper/fr of=/dev/null bs=128k count=64 iflag=direct status=none
+	sleep 0.5
+	user2=$(leg_field fr "$SLOW" reads) warm2=$(leg_field fr "$SLOW" probe_reads)
+	ktap_check_eq "fresh mapping, $order: re-probed with probe reads ($warm -> $warm2), user reads still $user2" 1 \
+		"$([ "${warm2:-0}" -gt "${warm:-0}" ] && [ "${user2:-99}" -le 1 ] && echo 1 || echo 0)"
 	dm remove fr
 done
 dm remove slow

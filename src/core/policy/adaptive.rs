@@ -25,7 +25,7 @@
 //!   the load at which the latency was measured;
 //! - `in_flight`: reads sent and not completed.
 //!
-//! A leg outside the band gets no reads but probes, so whatever pushed it
+//! A leg outside the band gets no user reads, only probes, so whatever pushed it
 //! out stays until a probe corrects it. With a mean, one stall (which
 //! delays every read in flight at once) or one slow first read did that for
 //! a whole benchmark; this estimate barely moves on such reads.
@@ -51,7 +51,7 @@
 //! read: a guess about it (once, "as fast as the fastest measured leg") let
 //! a fresh mapping send a sequential stream to a WAN leg and keep it there
 //! for seconds. The module measures such a leg with private warm-up reads
-//! ([`super::Balancer::next_warmup_read`]) from the moment the mapping
+//! ([`super::Balancer::next_probe_read`]) from the moment the mapping
 //! resumes; until then user reads go to the measured legs, or, with none
 //! measured, to the default leg, where dm-raid1 sends them.
 //!
@@ -59,21 +59,23 @@
 //!
 //! 1. The band: usable legs with `predicted <= best * (100 + tolerance) /
 //!    100`.
-//! 2. Probe: a probe is [`PROBE_READS`] reads in a row to an idle leg
-//!    outside the band, each sent as soon as the previous one completed:
-//!    the first wakes the leg up, the others measure it awake (see
-//!    [`ReadPolicy::measures`]: the fastest of them counts in full). A probe
-//!    is due when probing is enabled, at least [`PROBE_MIN_READS`] reads
-//!    went by since the last probe, and the leg has not been sent a read
-//!    for 64 times the latency it costs over the best leg (`predicted -
-//!    best`), or for `probe_ms` if that is shorter and the probe cheap
-//!    (64 times its extra latency below `probe_ms`); the leg idle the
-//!    longest goes first. So probes add at most about 5% to the time reads
-//!    take, however slow the leg. A leg that has just left the band may have
-//!    left on noise, or its estimate may date from another load (a leg
-//!    measured while the queue was deep looks slow next to one measured
-//!    alone): it waits only 8 times its extra latency, then 16 and 32
-//!    times, before its probes settle at 64 ([`QUICK_PROBE_SHIFT`]).
+//! 2. Probe: a probe is [`PROBE_READS`] of the module's own reads in a row
+//!    to an idle leg outside the band (never a user's read: see
+//!    [`super::Balancer::next_probe_read`]), each sent as soon as the
+//!    previous one completed: the first wakes the leg up, the others measure
+//!    it awake (the fastest of them counts in full). A probe is asked for
+//!    when probing is enabled, at least [`PROBE_MIN_READS`] reads went by
+//!    since the last probe, and the leg has not been sent a read for 64
+//!    times the latency it costs over the best leg (`predicted - best`), or
+//!    for `probe_ms` if that is shorter and the probe cheap (64 times its
+//!    extra latency below `probe_ms`); the leg idle the longest goes first.
+//!    So probes keep a slow leg about 5% busy at most and cost under 1% of
+//!    the reads. A leg that has just left the band may have left on noise,
+//!    or its estimate may date from another load (a leg measured while the
+//!    queue was deep looks slow next to one measured alone): it waits only
+//!    8 times its extra latency, then 16 and 32 times, before its probes
+//!    settle at 64 ([`QUICK_PROBE_SHIFT`]). The user's read goes on to
+//!    3 or 4.
 //! 3. Sequential affinity: a read that starts where the last read sent to a
 //!    leg in the band ended goes to that leg (keeps streams on one disk for
 //!    read-ahead and seek locality, as md raid1 does).
@@ -94,7 +96,7 @@ use super::{LegStats, ReadContext, ReadPolicy, MAX_COUNTED_IN_FLIGHT, QUEUE_DEPT
 pub const PROBE_MIN_READS: u32 = 32;
 
 /// A probe is this many reads in a row to a leg: the first wakes it up, the
-/// others measure it (see [`ReadPolicy::measures`]).
+/// others measure it (see [`super::Balancer::next_probe_read`]).
 pub const PROBE_READS: u8 = 3;
 
 /// An idle leg outside the band is probed once it has not been sent a read
@@ -120,13 +122,8 @@ pub struct Adaptive {
     cursor: u8,
     reads_since_probe: u32,
     probes: u64,
-    /// The leg being probed: each time its last read has completed, it gets
-    /// the next read too, until the probe's [`PROBE_READS`] were sent.
-    measuring: Option<u8>,
-    /// Reads of the probe of `measuring` still due.
-    measurements_due: u8,
-    /// The last read chosen is such a measurement.
-    measures: bool,
+    /// A leg to probe, for [`ReadPolicy::take_probe_request`].
+    probe_request: Option<u8>,
     /// Per leg, log2 of how many times its extra latency it waits for a
     /// probe: [`QUICK_PROBE_SHIFT`] while it is in the band, one more after
     /// each probe, up to [`PROBE_SHIFT`].
@@ -142,9 +139,7 @@ impl Adaptive {
             cursor: 0,
             reads_since_probe: 0,
             probes: 0,
-            measuring: None,
-            measurements_due: 0,
-            measures: false,
+            probe_request: None,
             probe_shift: [PROBE_SHIFT; MAX_LEGS],
         }
     }
@@ -228,28 +223,6 @@ impl Adaptive {
         }
         stalest.map(|(leg, _)| leg)
     }
-
-    /// The next read of a probe: the probed leg, once it is idle again.
-    fn measure_target(&mut self, context: &ReadContext<'_>) -> Option<usize> {
-        let leg = usize::from(self.measuring?);
-        if !context.usable.contains(leg) {
-            self.measuring = None;
-            return None;
-        }
-        let idle = context
-            .stats
-            .get(leg)
-            .is_some_and(|stats| stats.in_flight == 0);
-        if idle {
-            self.measurements_due = self.measurements_due.saturating_sub(1);
-            if self.measurements_due == 0 {
-                self.measuring = None;
-            }
-            Some(leg)
-        } else {
-            None
-        }
-    }
 }
 
 impl ReadPolicy for Adaptive {
@@ -263,7 +236,6 @@ impl ReadPolicy for Adaptive {
         }
         if measured.is_empty() {
             // Nothing known yet: dm-raid1's choice.
-            self.measures = false;
             return context.default_or_fallback();
         }
 
@@ -288,26 +260,15 @@ impl ReadPolicy for Adaptive {
             }
         }
 
-        let measure = self.measure_target(context);
-        self.measures = measure.is_some();
-        let probe = match measure {
-            Some(leg) => Some(leg),
-            None => {
-                let probe = self.probe_target(context, band, &predicted, best);
-                if let Some(leg) = probe {
-                    self.measuring = u8::try_from(leg).ok();
-                    self.measurements_due = PROBE_READS.saturating_sub(1);
-                    if let Some(shift) = self.probe_shift.get_mut(leg) {
-                        *shift = shift.saturating_add(1).min(PROBE_SHIFT);
-                    }
-                }
-                probe
+        // A probe is the module's own reads (see `Balancer::next_probe_read`),
+        // never this user read.
+        if let Some(leg) = self.probe_target(context, band, &predicted, best) {
+            self.probe_request = u8::try_from(leg).ok();
+            if let Some(shift) = self.probe_shift.get_mut(leg) {
+                *shift = shift.saturating_add(1).min(PROBE_SHIFT);
             }
-        };
-        if let Some(leg) = probe {
             self.reads_since_probe = 0;
             self.probes = self.probes.saturating_add(1);
-            return Some(leg);
         }
         self.reads_since_probe = self.reads_since_probe.saturating_add(1);
         for leg in band {
@@ -351,13 +312,13 @@ impl ReadPolicy for Adaptive {
         Some(leg)
     }
 
-    fn measures(&self) -> bool {
-        self.measures
-    }
-
     fn reset(&mut self) {
         self.reads_since_probe = 0;
-        self.measuring = None;
+        self.probe_request = None;
+    }
+
+    fn take_probe_request(&mut self) -> Option<usize> {
+        self.probe_request.take().map(usize::from)
     }
 
     fn needs_measured_legs(&self) -> bool {
@@ -475,8 +436,8 @@ mod tests {
         pending: BinaryHeap<Reverse<(u64, usize, u64, bool)>>,
         /// User reads in `pending`.
         user_pending: usize,
-        /// Warm-up reads sent.
-        warmups: usize,
+        /// Probe reads sent (warm-up and probes).
+        probe_reads: usize,
         now: u64,
         rng: u64,
         next_sector: u64,
@@ -515,7 +476,7 @@ mod tests {
                 idle_since: std::vec![now - 1_000_000_000; devices.len()],
                 pending: BinaryHeap::new(),
                 user_pending: 0,
-                warmups: 0,
+                probe_reads: 0,
                 now,
                 rng: splitmix(seed) | 1,
                 next_sector: 0,
@@ -604,9 +565,9 @@ mod tests {
         /// Sends the warm-up reads the balancer asks for, as the kernel does.
         fn warm_up(&mut self) {
             let usable = LegSet::first_n(self.devices.len());
-            while let Some(leg) = self.balancer.next_warmup_read(usable, self.now) {
+            while let Some(leg) = self.balancer.next_probe_read(usable, self.now) {
                 self.start(leg, true);
-                self.warmups += 1;
+                self.probe_reads += 1;
             }
         }
 
@@ -649,7 +610,7 @@ mod tests {
                 self.idle_since[leg] = done;
             }
             if warmup {
-                self.balancer.complete_warmup_read(leg, done, 8, true);
+                self.balancer.complete_probe_read(leg, done, 8, true);
                 self.warm_up();
                 return Some(None);
             }
@@ -959,10 +920,10 @@ mod tests {
     /// read of `leg` taking `latency(leg, i)`; returns the time after them.
     fn warm_up(balancer: &mut Balancer, mut now: u64, latency: impl Fn(usize, u64) -> u64) -> u64 {
         let mut count = [0u64; 2];
-        while let Some(leg) = balancer.next_warmup_read(LegSet::first_n(2), now) {
+        while let Some(leg) = balancer.next_probe_read(LegSet::first_n(2), now) {
             now += latency(leg, count[leg]);
             count[leg] += 1;
-            balancer.complete_warmup_read(leg, now, 8, true);
+            balancer.complete_probe_read(leg, now, 8, true);
         }
         assert_eq!(count, [WARMUP_SAMPLES; 2]);
         now
@@ -981,36 +942,32 @@ mod tests {
             now_ns,
         };
         // Nothing measured: the default leg, as dm-raid1.
-        assert!(balancer.wants_warmup(usable));
+        assert!(balancer.wants_probe_read(usable));
         assert_eq!(balancer.choose(usable, &read(0, 10)), Some(0));
         balancer.complete(0, 1_000, true);
         // Leg 0 measured (four warm-up reads at 25 us), leg 1 has one
         // warm-up read in flight: every read goes to leg 0, sequential or not.
         let mut now = 1_000;
         for _ in 1..WARMUP_SAMPLES {
-            assert_eq!(balancer.next_warmup_read(usable, now), Some(0));
+            assert_eq!(balancer.next_probe_read(usable, now), Some(0));
             now += 25_000;
-            balancer.complete_warmup_read(0, now, 8, true);
+            balancer.complete_probe_read(0, now, 8, true);
         }
-        assert_eq!(balancer.next_warmup_read(usable, now), Some(1));
-        assert_eq!(
-            balancer.next_warmup_read(usable, now),
-            None,
-            "one at a time"
-        );
+        assert_eq!(balancer.next_probe_read(usable, now), Some(1));
+        assert_eq!(balancer.next_probe_read(usable, now), None, "one at a time");
         for i in 1..200 {
             assert_eq!(balancer.choose(usable, &read(i, now)), Some(0));
             balancer.complete(0, 25_000, true);
         }
         // Leg 1 measured fast: it shares.
         now += 20_000;
-        balancer.complete_warmup_read(1, now, 8, true);
+        balancer.complete_probe_read(1, now, 8, true);
         for _ in 1..WARMUP_SAMPLES {
-            let leg = balancer.next_warmup_read(usable, now).unwrap();
+            let leg = balancer.next_probe_read(usable, now).unwrap();
             now += 20_000;
-            balancer.complete_warmup_read(leg, now, 8, true);
+            balancer.complete_probe_read(leg, now, 8, true);
         }
-        assert!(!balancer.wants_warmup(usable));
+        assert!(!balancer.wants_probe_read(usable));
         let mut counts = [0; 2];
         for i in 0..200 {
             let leg = balancer.choose(usable, &read(1000 + 2 * i, now)).unwrap();
@@ -1019,7 +976,7 @@ mod tests {
             counts[leg] += 1;
         }
         assert!(counts[1] >= 80, "{counts:?}");
-        assert_eq!(balancer.stats(1).unwrap().warmup_reads, WARMUP_SAMPLES);
+        assert_eq!(balancer.stats(1).unwrap().probe_reads, WARMUP_SAMPLES);
 
         // A leg whose warm-up read fails is not read, nor warmed up again.
         let mut balancer = adaptive_pair();
@@ -1027,27 +984,27 @@ mod tests {
         // Leg 1 fails and comes back: its estimates are forgotten.
         assert_eq!(balancer.choose(LegSet::first_n(1), &read(0, now)), Some(0));
         balancer.complete(0, 25_000, true);
-        assert_eq!(balancer.next_warmup_read(usable, now), Some(1));
-        balancer.complete_warmup_read(1, now + 1_000, 8, false);
-        assert!(!balancer.wants_warmup(usable));
-        assert_eq!(balancer.next_warmup_read(usable, now), None);
+        assert_eq!(balancer.next_probe_read(usable, now), Some(1));
+        balancer.complete_probe_read(1, now + 1_000, 8, false);
+        assert!(!balancer.wants_probe_read(usable));
+        assert_eq!(balancer.next_probe_read(usable, now), None);
         for i in 0..100 {
             assert_eq!(balancer.choose(usable, &read(i, now)), Some(0));
             balancer.complete(0, 25_000, true);
         }
         // A read that never went out is undone.
         let mut balancer = adaptive_pair();
-        assert_eq!(balancer.next_warmup_read(usable, 0), Some(0));
-        balancer.cancel_warmup_read(0);
+        assert_eq!(balancer.next_probe_read(usable, 0), Some(0));
+        balancer.cancel_probe_read(0);
         let stats = balancer.stats(0).unwrap();
         assert_eq!(
-            (stats.in_flight, stats.warmup_reads, stats.warmup_started_ns),
+            (stats.in_flight, stats.probe_reads, stats.probe_started_ns),
             (0, 0, None)
         );
         // Policies that do not measure want no warm-up.
         let mut balancer = Balancer::new(2).unwrap();
-        assert!(!balancer.wants_warmup(usable));
-        assert_eq!(balancer.next_warmup_read(usable, 0), None);
+        assert!(!balancer.wants_probe_read(usable));
+        assert_eq!(balancer.next_probe_read(usable, 0), None);
     }
 
     /// A read's cost depends on its size: a leg with the lower latency but
@@ -1065,11 +1022,11 @@ mod tests {
         let mut now = 1_000_000_000;
         let mut nth = [0u32; 2];
         // As the kernel: the last of the four warm-up reads is 64 KiB.
-        while let Some(leg) = balancer.next_warmup_read(usable, now) {
+        while let Some(leg) = balancer.next_probe_read(usable, now) {
             let sectors = if nth[leg] == 3 { 128 } else { 8 };
             nth[leg] += 1;
             now += cost(leg, sectors);
-            balancer.complete_warmup_read(leg, now, sectors, true);
+            balancer.complete_probe_read(leg, now, sectors, true);
         }
         for leg in 0..2 {
             let stats = balancer.stats(leg).unwrap();
@@ -1214,16 +1171,24 @@ mod tests {
         for (slow, slow_ns) in [(SLOW, 1_000_000), (DELAYED, 8_000_000)] {
             let mut sim = Sim::new(&[slow, FAST], adaptive());
             sim.run(1, 1_000);
-            let (start, probes) = (sim.now, sim.probes());
+            let (start, probes, reads) = (sim.now, sim.probes(), sim.probe_reads);
             let counts = sim.run(1, 100_000);
-            // Every read of the slow leg is a probe read; together they take
-            // about 5% of the time (three reads per 64 times what one costs
-            // over a read of the fast leg).
-            assert_eq!(counts[0] as u64, sim.probes() - probes);
+            // No user read goes to the slow leg: it gets probe reads only,
+            // three per probe, which together take about 5% of the time
+            // (three reads per 64 times what one costs over a read of the
+            // fast leg) and less than 1% of the reads.
+            assert_eq!(counts[0], 0, "{slow:?}: {counts:?}");
+            let probe_reads = (sim.probe_reads - reads) as u64;
+            assert_eq!(probe_reads, 3 * (sim.probes() - probes));
+            assert!(probe_reads > 0);
             let elapsed = sim.now - start;
             assert!(
-                counts[0] as u64 * slow_ns * 100 <= elapsed * 6,
-                "{slow:?}: {counts:?} in {elapsed} ns"
+                probe_reads * slow_ns * 100 <= elapsed * 6,
+                "{slow:?}: {probe_reads} probe reads in {elapsed} ns"
+            );
+            assert!(
+                probe_reads * 100 < 100_000,
+                "{slow:?}: {probe_reads} probe reads"
             );
         }
     }

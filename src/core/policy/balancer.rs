@@ -215,7 +215,6 @@ impl Balancer {
         self.note_usable(usable);
         let default_leg = self.default_leg();
 
-        let mut measurement = false;
         let leg = if let Some(only) = usable.only_member() {
             only
         } else {
@@ -228,16 +227,25 @@ impl Balancer {
                 read,
             };
             match self.policy.choose(&context) {
-                Some(leg) if usable.contains(leg) => {
-                    measurement = self.policy.measures();
-                    leg
-                }
+                Some(leg) if usable.contains(leg) => leg,
                 _ => usable.at_or_before(default_leg)?,
             }
         };
 
         if let Some(stats) = self.stats.get_mut(leg) {
-            stats.record_dispatch(read, measurement);
+            // User reads are never measurements: probes are private.
+            stats.record_dispatch(read, false);
+        }
+        if let Some(probed) = self.policy.take_probe_request() {
+            if let Some(stats) = self
+                .stats
+                .get_mut(probed)
+                .filter(|_| usable.contains(probed))
+            {
+                if stats.probe_reads_due == 0 {
+                    stats.probe_reads_due = super::adaptive::PROBE_READS;
+                }
+            }
         }
         Some(leg)
     }
@@ -277,27 +285,29 @@ impl Balancer {
         }
     }
 
-    /// Whether some leg of `usable` wants a warm-up read now (see
-    /// [`Balancer::next_warmup_read`]): cheap, for the read path.
-    pub fn wants_warmup(&self, usable: LegSet) -> bool {
+    /// Whether some leg of `usable` wants a probe read now (see
+    /// [`Balancer::next_probe_read`]): cheap, for the read path.
+    pub fn wants_probe_read(&self, usable: LegSet) -> bool {
         self.policy.needs_measured_legs()
             && usable
                 .intersection(LegSet::first_n(self.nr_legs()))
                 .iter()
-                .any(|leg| self.stats.get(leg).is_some_and(LegStats::wants_warmup))
+                .any(|leg| self.stats.get(leg).is_some_and(LegStats::wants_probe_read))
     }
 
-    /// The leg of `usable` to send a private warm-up read now, if any, and
+    /// The leg of `usable` to send a private probe read now, if any, and
     /// accounts it as sent at `now_ns`.
     ///
     /// A policy that reads only measured legs (adaptive) sends no user read
-    /// to a leg with fewer than [`super::WARMUP_SAMPLES`] samples; the
-    /// caller measures such legs with reads of its own (private buffers,
-    /// one at a time per leg) from when the mapping resumes, and reports
-    /// each with [`Balancer::complete_warmup_read`]. Until a leg is
-    /// measured, user reads go to the measured legs, or where dm-raid1 would
-    /// send them if none is.
-    pub fn next_warmup_read(&mut self, usable: LegSet, now_ns: u64) -> Option<usize> {
+    /// to a leg with fewer than [`super::WARMUP_SAMPLES`] samples, and
+    /// never probes a leg with a user read; the caller measures legs with
+    /// reads of its own (private buffers, one at a time per leg): warm-up
+    /// reads of an unmeasured leg from when the mapping resumes, and the
+    /// [`super::adaptive::PROBE_READS`] reads of each probe the policy asks
+    /// for. It reports each with [`Balancer::complete_probe_read`]. Until a
+    /// leg is measured, user reads go to the measured legs, or where
+    /// dm-raid1 would send them if none is.
+    pub fn next_probe_read(&mut self, usable: LegSet, now_ns: u64) -> Option<usize> {
         if !self.policy.needs_measured_legs() {
             return None;
         }
@@ -305,29 +315,39 @@ impl Balancer {
         self.note_usable(usable);
         let leg = usable
             .iter()
-            .find(|leg| self.stats.get(*leg).is_some_and(LegStats::wants_warmup))?;
+            .find(|leg| self.stats.get(*leg).is_some_and(LegStats::wants_probe_read))?;
         let stats = self.stats.get_mut(leg)?;
-        stats.warmup_started_ns = Some(now_ns);
-        stats.warmup_reads = stats.warmup_reads.saturating_add(1);
+        if stats.is_measured() {
+            // A probe's reads one after the other: the first wakes the leg
+            // up, the others measure it awake (they count in full).
+            let first = stats.probe_reads_due == super::adaptive::PROBE_READS;
+            stats.probe_reads_due = stats.probe_reads_due.saturating_sub(1);
+            if stats.in_flight == 0 {
+                stats.measurement_pending = !first;
+            }
+        }
+        stats.probe_started_ns = Some(now_ns);
+        stats.probe_reads = stats.probe_reads.saturating_add(1);
         stats.in_flight = stats.in_flight.saturating_add(1);
+        stats.last_dispatch_ns = now_ns;
         Some(leg)
     }
 
-    /// The warm-up read of `nr_sectors` sent to `leg` completed at `now_ns`
+    /// The probe read of `nr_sectors` sent to `leg` completed at `now_ns`
     /// (`ok`: without an error); its latency is a sample like a user
     /// read's.
-    pub fn complete_warmup_read(&mut self, leg: usize, now_ns: u64, nr_sectors: u32, ok: bool) {
+    pub fn complete_probe_read(&mut self, leg: usize, now_ns: u64, nr_sectors: u32, ok: bool) {
         let nr_legs = self.nr_legs();
         let Some(stats) = self.stats.get_mut(..nr_legs).and_then(|s| s.get_mut(leg)) else {
             return;
         };
-        let Some(started) = stats.warmup_started_ns.take() else {
+        let Some(started) = stats.probe_started_ns.take() else {
             return;
         };
         let was_measured = stats.is_measured();
         stats.record_completion(now_ns.saturating_sub(started), nr_sectors, ok);
         if !ok {
-            stats.warmup_failed = true;
+            stats.probe_failed = true;
         }
         if was_measured || !stats.is_measured() {
             return;
@@ -350,16 +370,19 @@ impl Balancer {
         }
     }
 
-    /// Undoes [`Balancer::next_warmup_read`] for a read that was never
-    /// sent (no memory, or dm-io refused it).
-    pub fn cancel_warmup_read(&mut self, leg: usize) {
+    /// Undoes [`Balancer::next_probe_read`] for a read that was never
+    /// sent (no memory, or dm-io refused it); the rest of a probe is
+    /// dropped.
+    pub fn cancel_probe_read(&mut self, leg: usize) {
         let nr_legs = self.nr_legs();
         let Some(stats) = self.stats.get_mut(..nr_legs).and_then(|s| s.get_mut(leg)) else {
             return;
         };
-        if stats.warmup_started_ns.take().is_some() {
+        if stats.probe_started_ns.take().is_some() {
             stats.in_flight = stats.in_flight.saturating_sub(1);
-            stats.warmup_reads = stats.warmup_reads.saturating_sub(1);
+            stats.probe_reads = stats.probe_reads.saturating_sub(1);
+            stats.probe_reads_due = 0;
+            stats.measurement_pending = false;
         }
     }
 
@@ -433,8 +456,8 @@ impl Balancer {
     /// ```text
     /// policy adaptive tolerance 25 probe_ms 1000
     /// default 0 253:3
-    /// leg 0 253:3 usable weight 1 reads 1200 sectors 9600 in_flight 1 errors 0 latency_ns 81234 queue_depth 0.75 samples 1203 stale 0 warmup_reads 4 ns_per_sector 12
-    /// leg 1 253:4 failed weight 1 reads 3 sectors 24 in_flight 0 errors 1 latency_ns - queue_depth 0.00 samples 0 stale 12 warmup_reads 4 ns_per_sector 0
+    /// leg 0 253:3 usable weight 1 reads 1200 sectors 9600 in_flight 1 errors 0 latency_ns 81234 queue_depth 0.75 samples 1203 stale 0 probe_reads 4 ns_per_sector 12
+    /// leg 1 253:4 failed weight 1 reads 3 sectors 24 in_flight 0 errors 1 latency_ns - queue_depth 0.00 samples 0 stale 12 probe_reads 4 ns_per_sector 0
     /// ```
     ///
     /// one line each, every line ending in `\n`; `leg_names` are the legs'
@@ -486,10 +509,10 @@ impl Balancer {
             let hundredths = fraction.saturating_mul(100) >> QUEUE_DEPTH_SHIFT;
             writeln!(
                 out,
-                " queue_depth {whole}.{hundredths:02} samples {} stale {} warmup_reads {} ns_per_sector {}",
+                " queue_depth {whole}.{hundredths:02} samples {} stale {} probe_reads {} ns_per_sector {}",
                 stats.samples,
                 stale_regions.get(leg).copied().unwrap_or(0),
-                stats.warmup_reads,
+                stats.probe_reads,
                 stats.ns_per_sector
             )?;
         }
@@ -707,7 +730,7 @@ mod tests {
         balancer.complete(leg, 5, false);
         balancer.choose(LegSet::first_n(2), &read(200)).unwrap();
         // A warm-up read of leg 1, in flight.
-        assert_eq!(balancer.next_warmup_read(LegSet::single(1), 0), Some(1));
+        assert_eq!(balancer.next_probe_read(LegSet::single(1), 0), Some(1));
         let mut out = String::new();
         // Adaptive with no measured leg reads the default leg: 0, 0, 0.
         balancer
@@ -717,8 +740,8 @@ mod tests {
             out,
             "policy adaptive tolerance 25 probe_ms 1000\n\
              default 0 7:0\n\
-             leg 0 7:0 failed weight 1 reads 3 sectors 24 in_flight 1 errors 1 latency_ns 81234 queue_depth 0.00 samples 1 stale 0 warmup_reads 0 ns_per_sector 0\n\
-             leg 1 7:1 usable weight 1 reads 0 sectors 0 in_flight 1 errors 0 latency_ns - queue_depth 0.00 samples 0 stale 3 warmup_reads 1 ns_per_sector 0\n"
+             leg 0 7:0 failed weight 1 reads 3 sectors 24 in_flight 1 errors 1 latency_ns 81234 queue_depth 0.00 samples 1 stale 0 probe_reads 0 ns_per_sector 0\n\
+             leg 1 7:1 usable weight 1 reads 0 sectors 0 in_flight 1 errors 0 latency_ns - queue_depth 0.00 samples 0 stale 3 probe_reads 1 ns_per_sector 0\n"
         );
         message(&mut balancer, "io_balance reset_stats").unwrap();
         let stats = balancer.stats(0).unwrap();
@@ -727,7 +750,7 @@ mod tests {
             (0, 0, 1, 1)
         );
         let stats = balancer.stats(1).unwrap();
-        assert_eq!((stats.warmup_reads, stats.in_flight), (0, 1));
+        assert_eq!((stats.probe_reads, stats.in_flight), (0, 1));
         let mut out = String::new();
         message(&mut balancer, "io_balance round_robin ios 3").unwrap();
         balancer
@@ -757,9 +780,10 @@ mod tests {
                 measurement_pending: false,
                 last_sample_ns: u64::MAX,
                 ns_per_sector: u64::MAX,
-                warmup_reads: u64::MAX,
-                warmup_started_ns: None,
-                warmup_failed: false,
+                probe_reads: u64::MAX,
+                probe_reads_due: 0,
+                probe_started_ns: None,
+                probe_failed: false,
             };
         }
         balancer.policy = Policy::from_spec(

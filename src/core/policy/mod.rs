@@ -63,7 +63,8 @@ pub const RISE_SHIFT: u32 = 3;
 /// lasting slowdown does (the estimate doubles in 23 reads).
 pub const MAX_RISE_SHIFT: u32 = 5;
 
-/// A measurement (see [`ReadPolicy::measures`]) above the estimate raises it
+/// A measurement (a probe read after the first, see
+/// [`Balancer::next_probe_read`]) above the estimate raises it
 /// by at most `1 / 2^MEASUREMENT_RISE_SHIFT` of the estimate (a quarter).
 pub const MEASUREMENT_RISE_SHIFT: u32 = 2;
 
@@ -111,13 +112,17 @@ pub struct LegStats {
     /// [`TRANSFER_SAMPLE_SECTORS`] measured it). With it, a 4 KiB read
     /// cannot make a low-bandwidth leg look good for 1 MiB reads.
     pub ns_per_sector: u64,
-    /// Private warm-up reads sent to the leg (the module's own, never a
-    /// user's; see [`super::Balancer::next_warmup_read`]).
-    pub warmup_reads: u64,
-    /// Dispatch time of the warm-up read in flight, if one is.
-    pub warmup_started_ns: Option<u64>,
+    /// Probe reads sent to the leg: warm-up reads and the reads of probes,
+    /// the module's own, never a user's (see
+    /// [`super::Balancer::next_probe_read`]).
+    pub probe_reads: u64,
+    /// Reads of a probe the policy asked for still to send (see
+    /// [`ReadPolicy::take_probe_request`]).
+    pub probe_reads_due: u8,
+    /// Dispatch time of the probe read in flight, if one is.
+    pub probe_started_ns: Option<u64>,
     /// A warm-up read failed: no more until the estimates are forgotten.
-    pub warmup_failed: bool,
+    pub probe_failed: bool,
 }
 
 impl LegStats {
@@ -129,7 +134,8 @@ impl LegStats {
         self.next_sector = None;
         self.measurement_pending = false;
         self.last_sample_ns = 0;
-        self.warmup_failed = false;
+        self.probe_failed = false;
+        self.probe_reads_due = 0;
         self.ns_per_sector = 0;
     }
 
@@ -151,10 +157,12 @@ impl LegStats {
             .saturating_add(self.transfer_ns(nr_sectors))
     }
 
-    /// Whether the leg still needs a warm-up read: not measured, none in
-    /// flight, none failed.
-    pub fn wants_warmup(&self) -> bool {
-        !self.is_measured() && self.warmup_started_ns.is_none() && !self.warmup_failed
+    /// Whether the leg wants a probe read now: not measured yet (a warm-up)
+    /// or a probe asked for by the policy, none in flight, none failed.
+    pub fn wants_probe_read(&self) -> bool {
+        (!self.is_measured() || self.probe_reads_due > 0)
+            && self.probe_started_ns.is_none()
+            && !self.probe_failed
     }
 
     /// Whether the latency estimate rests on [`WARMUP_SAMPLES`] samples.
@@ -162,18 +170,18 @@ impl LegStats {
         self.samples >= WARMUP_SAMPLES
     }
 
-    /// Zeroes the counters (`reads`, `sectors`, `errors`, `warmup_reads`); keeps in-flight
+    /// Zeroes the counters (`reads`, `sectors`, `errors`, `probe_reads`); keeps in-flight
     /// accounting and estimates.
     pub fn reset_counters(&mut self) {
         self.reads = 0;
         self.sectors = 0;
         self.errors = 0;
-        self.warmup_reads = 0;
+        self.probe_reads = 0;
     }
 
-    /// Accounts a read sent to this leg; `measurement` if it is a read of a
-    /// probe after the first (see [`ReadPolicy::measures`]), which a read
-    /// that finds the leg busy never is.
+    /// Accounts a user read sent to this leg; `measurement` if its sample
+    /// should count as a probe's (see [`Balancer::next_probe_read`]), which
+    /// a read that finds the leg busy never does.
     fn record_dispatch(&mut self, read: &ReadRequest, measurement: bool) {
         self.reads = self.reads.saturating_add(1);
         self.sectors = self.sectors.saturating_add(u64::from(read.nr_sectors));
@@ -312,19 +320,19 @@ pub trait ReadPolicy {
     /// [`Balancer`] has already updated the shared [`LegStats`].
     fn complete(&mut self, _leg: usize, _latency_ns: u64) {}
 
-    /// Whether the read [`ReadPolicy::choose`] just placed is a
-    /// measurement: a read of a probe of an idle leg after the first one,
-    /// whose sample the latency estimate takes in full (see [`LegStats`]).
-    fn measures(&self) -> bool {
-        false
-    }
-
     /// Forgets internal scheduling state (after weight or default changes).
     fn reset(&mut self) {}
 
+    /// A leg the policy wants probed (a demoted leg whose estimate may be
+    /// stale), asked once by [`ReadPolicy::choose`]; the [`Balancer`]
+    /// turns it into [`adaptive::PROBE_READS`] private probe reads.
+    fn take_probe_request(&mut self) -> Option<usize> {
+        None
+    }
+
     /// Whether the policy needs every leg measured before it reads from it:
     /// then the legs get private warm-up reads (see
-    /// [`super::Balancer::next_warmup_read`]).
+    /// [`super::Balancer::next_probe_read`]).
     fn needs_measured_legs(&self) -> bool {
         false
     }
@@ -379,13 +387,6 @@ impl ReadPolicy for Policy {
         }
     }
 
-    fn measures(&self) -> bool {
-        match self {
-            Policy::Adaptive(policy) => policy.measures(),
-            Policy::RoundRobin(_) | Policy::Weighted(_) => false,
-        }
-    }
-
     fn reset(&mut self) {
         match self {
             Policy::RoundRobin(policy) => policy.reset(),
@@ -398,6 +399,13 @@ impl ReadPolicy for Policy {
         match self {
             Policy::Adaptive(policy) => policy.needs_measured_legs(),
             Policy::RoundRobin(_) | Policy::Weighted(_) => false,
+        }
+    }
+
+    fn take_probe_request(&mut self) -> Option<usize> {
+        match self {
+            Policy::Adaptive(policy) => policy.take_probe_request(),
+            Policy::RoundRobin(_) | Policy::Weighted(_) => None,
         }
     }
 }

@@ -1,29 +1,31 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Warm-up reads: the module's own small reads that measure a leg before
-//! the adaptive policy sends it a user read (see the core's
-//! `Balancer::next_warmup_read`).
+//! Probe reads: the module's own small reads that measure a leg, so that
+//! the adaptive policy never makes a user read wait on a leg to learn what
+//! it costs (see the core's `Balancer::next_probe_read`).
 //!
-//! They start when the mapping resumes (the worker runs after `resume`)
-//! and whenever a leg becomes unmeasured again (a leg that comes back
-//! forgets its estimates), one at a time per leg, each into a private
-//! buffer (4 KiB, every fourth 64 KiB to measure the transfer cost) that is
-//! freed when it completes. So the first user reads
-//! already know which leg is fast, and none waits on a leg nobody
-//! measured: until then they go to the measured legs, or, with none, to
-//! the default leg, as dm-raid1 sends them. Only the adaptive policy asks
-//! for them.
+//! - Warm-up: a leg with too few samples is measured from when the mapping
+//!   resumes (the worker runs after `resume`), and again when a leg that
+//!   came back has forgotten its estimates. So the first user reads
+//!   already know which leg is fast; until then they go to the measured
+//!   legs, or, with none, to the default leg, as dm-raid1 sends them.
+//! - Probes: a leg the policy keeps out of reads (a slower one) is measured
+//!   now and then, when the policy asks for it, with three reads in a row.
+//!
+//! One at a time per leg, each into a private buffer (4 KiB; every fourth
+//! 64 KiB, which measures the transfer cost) that is freed when it
+//! completes. Only the adaptive policy asks for them.
 
 use super::MirrorSet;
 use crate::dm::{self, buffer_io::IoBuffer};
 use kernel::{alloc::KVVec, prelude::*};
 
-/// Sectors of a warm-up read: 4 KiB (the policy's reference size), and
+/// Sectors of a probe read: 4 KiB (the policy's reference size), and
 /// every fourth 64 KiB, which measures the leg's transfer cost.
 const SMALL_SECTORS: u32 = 8;
 const LARGE_SECTORS: u32 = 128;
 
-/// A warm-up read's tag: the leg in the low byte, its size above.
+/// A probe read's tag: the leg in the low byte, its size above.
 fn tag(leg: usize, sectors: u32) -> u64 {
     (u64::from(sectors) << 8) | (u64::try_from(leg).unwrap_or(0xff) & 0xff)
 }
@@ -42,9 +44,9 @@ fn read_buffer(sectors: u32) -> Option<KVVec<u8>> {
 }
 
 impl MirrorSet {
-    /// Sends the warm-up reads the policy asks for now. Worker only
+    /// Sends the probe reads the policy asks for now. Worker only
     /// (process context: dm-io may sleep); none while suspended.
-    pub(super) fn send_warmup_reads(&self) {
+    pub(super) fn send_probe_reads(&self) {
         loop {
             if self.queues.lock().suspended {
                 return;
@@ -52,26 +54,26 @@ impl MirrorSet {
             let (leg, nth) = {
                 let mut st = self.state.lock();
                 let usable = st.usable(self.nr_legs());
-                let Some(leg) = st.balancer.next_warmup_read(usable, dm::now_ns()) else {
+                let Some(leg) = st.balancer.next_probe_read(usable, dm::now_ns()) else {
                     return;
                 };
-                let nth = st.balancer.stats(leg).map_or(0, |s| s.warmup_reads);
+                let nth = st.balancer.stats(leg).map_or(0, |s| s.probe_reads);
                 (leg, nth)
             };
-            if !self.send_warmup_read(leg, nth) {
+            if !self.send_probe_read(leg, nth) {
                 // No memory, or dm-io refused: the next read or resume
                 // tries again.
-                self.state.lock().balancer.cancel_warmup_read(leg);
+                self.state.lock().balancer.cancel_probe_read(leg);
                 return;
             }
         }
     }
 
-    /// The `nth` warm-up read of `leg` (counting from 1): 4 KiB, or 64 KiB
+    /// The `nth` probe read of `leg` (counting from 1): 4 KiB, or 64 KiB
     /// every fourth, at a sector that moves with `nth` (spread over the
     /// mapping, so a device cache or read-ahead does not answer them all).
     /// False if it could not be sent.
-    fn send_warmup_read(&self, leg: usize, nth: u64) -> bool {
+    fn send_probe_read(&self, leg: usize, nth: u64) -> bool {
         let Some(dev) = self.legs.get(leg) else {
             return false;
         };
@@ -107,21 +109,21 @@ impl MirrorSet {
             .is_ok()
     }
 
-    /// A warm-up read of the leg `tag` ended (softirq or process context).
-    pub(super) fn warmup_read_done(&self, buf: KVVec<u8>, tag: u64, failed: bool) {
+    /// A probe read of the leg `tag` ended (softirq or process context).
+    pub(super) fn probe_read_done(&self, buf: KVVec<u8>, tag: u64, failed: bool) {
         let (leg, sectors) = untag(tag);
         let more = {
             let mut st = self.state.lock();
             st.balancer
-                .complete_warmup_read(leg, dm::now_ns(), sectors, !failed);
+                .complete_probe_read(leg, dm::now_ns(), sectors, !failed);
             let usable = st.usable(self.nr_legs());
-            st.balancer.wants_warmup(usable)
+            st.balancer.wants_probe_read(usable)
         };
         // Freed outside the lock.
         drop(buf);
         if failed {
             dm_warn_limit!(
-                "warm-up read of leg {} failed: the adaptive policy will not read it",
+                "probe read of leg {} failed: the adaptive policy will not read it",
                 leg
             );
         }
