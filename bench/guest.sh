@@ -97,6 +97,8 @@ declare -A DESC=(
 	[rs-w1-0]="dm-mirror-rs, weight local 1 remote 0"
 	[rs-w1-1]="dm-mirror-rs, weighted 1:1"
 	[rs-adaptive]="dm-mirror-rs, adaptive (no tuning)"
+	[rs-adaptive-rf]="dm-mirror-rs, adaptive (no tuning), remote leg listed first (the default leg)"
+	[rs-param]="dm-mirror-rs, no message: module parameter default_io_balance=adaptive"
 	[md-raid1]="md raid1 via dm-raid, remote leg write_mostly"
 	[md-raid1-eq]="md raid1 via dm-raid (no write_mostly)"
 	[md-raid1-wb]="md raid1 via dm-raid, remote leg write_mostly, max_write_behind 16384, local metadata devices (bitmap)"
@@ -105,7 +107,7 @@ declare -A DESC=(
 )
 
 # Configurations per phase, in table order.
-MIRROR_CFGS="linear c-mirror rs-rr128 rs-rr1 rs-local rs-remote rs-w3-1 rs-w1-0 rs-adaptive md-raid1"
+MIRROR_CFGS="linear c-mirror rs-rr128 rs-rr1 rs-local rs-remote rs-w3-1 rs-w1-0 rs-adaptive rs-adaptive-rf rs-param md-raid1"
 WRITE_CFGS="linear c-mirror md-raid1-wb rs-sync rs-wb"
 EQUAL_CFGS="linear c-mirror rs-rr128 rs-w1-1 rs-adaptive md-raid1-eq"
 CPU_CFGS="linear c-mirror rs-local rs-rr128 rs-adaptive md-raid1-eq"
@@ -272,6 +274,20 @@ create() {
 	rs-wb)
 		use_rust && dm create "$BM" --table \
 			"$mirror 4 write_mostly 1 max_write_behind $WRITE_BEHIND"
+		;;
+	rs-adaptive-rf)
+		use_rust && dm create "$BM" --table \
+			"0 $SECTORS mirror core 2 1024 nosync 2 $REMOTE 0 $LOCAL 0 2 io_balance adaptive"
+		;;
+	rs-param)
+		# The table lvm2 would load, no message: the policy comes from the
+		# module parameter (set through sysfs for this mapping only).
+		local param=/sys/module/dm_mirror_rs/parameters/default_io_balance
+		use_rust && echo adaptive >"$param" || return 1
+		dm create "$BM" --table "$mirror"
+		local rc=$?
+		echo >"$param"
+		return $rc
 		;;
 	rs-*)
 		use_rust && dm create "$BM" --table "$mirror" || return 1

@@ -341,6 +341,21 @@ mirror_in_sync() {
 	dm status "$1" | awk '{ split($(4 + $4 + 1), r, "/"); exit !(r[1] == r[2] && r[2] > 0) }'
 }
 
+# reads_of <dev>: the reads a block device completed (first field of its
+# stat file).
+reads_of() { awk '{ print $1 }' "/sys/dev/block/$(dev_majmin "$1")/stat"; }
+
+# read_split_dev <dev> <count> <leg0> <leg1>: <count> O_DIRECT 4 KiB reads
+# of <dev>; prints "<reads on leg0> <reads on leg1>" as the legs' own
+# counters saw them.
+read_split_dev() {
+	local a0 b0 a1 b1
+	a0=$(reads_of "$3") b0=$(reads_of "$4")
+	dd if="$1" of=/dev/null bs=4k count="$2" iflag=direct status=none
+	a1=$(reads_of "$3") b1=$(reads_of "$4")
+	echo "$((a1 - a0)) $((b1 - b0))"
+}
+
 # need_module: skip the whole suite when the Rust module was not shipped.
 need_module() {
 	[ -f /dmmr/dm_mirror_rs.ko ] ||

@@ -91,6 +91,7 @@ void dmmr_bio_copy_data(struct bio *bio, void *buf)
 	}
 }
 
+#ifndef DMMR_NO_REGION_HASH
 /*
  * dm_rh_mark_nosync() finds the region through a bio; a write the target
  * issued from its own buffer has none, so give it one that carries only
@@ -104,6 +105,7 @@ void dmmr_rh_mark_sector_nosync(struct dm_region_hash *rh, sector_t sector)
 	bio.bi_iter.bi_sector = sector;
 	dm_rh_mark_nosync(rh, &bio);
 }
+#endif
 
 struct workqueue_struct *dmmr_alloc_workqueue(const char *name, unsigned int flags)
 {
@@ -125,6 +127,7 @@ void dmmr_flush_workqueue(struct workqueue_struct *wq)
 	flush_workqueue(wq);
 }
 
+#ifndef DMMR_NO_REGION_HASH
 static DECLARE_WAIT_QUEUE_HEAD(dmmr_recovery_stopped);
 
 void dmmr_wake_recovery_waiters(void *context)
@@ -136,6 +139,7 @@ void dmmr_wait_recovery_stopped(struct dm_region_hash *rh)
 {
 	wait_event(dmmr_recovery_stopped, !dm_rh_recovery_in_flight(rh));
 }
+#endif
 
 #ifndef DMMR_NO_KCOPYD_THROTTLE
 /* Same name, default and meaning as dm-raid1's parameter. */

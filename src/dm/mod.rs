@@ -11,19 +11,23 @@ mod args;
 mod bindings;
 pub(crate) mod bio;
 pub(crate) mod buffer_io;
+#[cfg(not(dmmr_no_region_hash))]
 pub(crate) mod dirty_log;
 pub(crate) mod io;
+#[cfg(not(dmmr_no_region_hash))]
 pub(crate) mod kcopyd;
 #[macro_use]
 pub(crate) mod print;
 #[macro_use]
 pub(crate) mod param;
+#[cfg(not(dmmr_no_region_hash))]
 pub(crate) mod region_hash;
 pub(crate) mod target;
 pub(crate) mod worker;
 
 pub(crate) use args::Args;
 pub(crate) use bio::{Bio, BioDetails, BioKind, BioList, EndIo, Mapped, OpFlags, OwnedBio, Status};
+#[cfg(not(dmmr_no_region_hash))]
 pub(crate) use region_hash::Region;
 pub(crate) use target::{Device, Target};
 

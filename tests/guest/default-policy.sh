@@ -22,16 +22,6 @@ SECTORS=65536 # 32 MiB
 L0=$(mk_loop 32) L1=$(mk_loop 32)
 TABLE="0 $SECTORS mirror core 2 1024 nosync 2 $L0 0 $L1 0"
 
-reads_of() { awk '{ print $1 }' "/sys/dev/block/$(dev_majmin "$1")/stat"; }
-# read_split <dev> <count> <leg0> <leg1>: "<reads on leg0> <reads on leg1>"
-# for <count> O_DIRECT 4 KiB reads of <dev>.
-read_split() {
-	local a0 b0 a1 b1
-	a0=$(reads_of "$3") b0=$(reads_of "$4")
-	dd if="$1" of=/dev/null bs=4k count="$2" iflag=direct status=none
-	a1=$(reads_of "$3") b1=$(reads_of "$4")
-	echo "$((a1 - a0)) $((b1 - b0))"
-}
 policy_of() { dmsetup message "$1" 0 io_balance show | awk '$1 == "policy" { $1 = ""; sub(/^ /, ""); print; exit }'; }
 reload_module() {
 	dmsetup --noudevsync remove_all >/dev/null 2>&1
@@ -49,7 +39,7 @@ ktap_check "load without the parameter" reload_module
 ktap_check_eq "the parameter is empty" "" "$(param)"
 dm create m --table "$TABLE" || die "cannot create m"
 ktap_check_eq "a new mapping reads its default leg (dm-raid1's behaviour)" "round_robin ios 0" "$(policy_of m)"
-ktap_check_eq "all reads on the default leg" "200 0" "$(read_split /dev/mapper/m 200 "$L0" "$L1")"
+ktap_check_eq "all reads on the default leg" "200 0" "$(read_split_dev /dev/mapper/m 200 "$L0" "$L1")"
 dm remove m
 
 # --- set at load time -----------------------------------------------------------
@@ -75,7 +65,7 @@ ktap_check "load with a modprobe.d options line" reload_module
 ktap_check_eq "the parameter holds the words with their spaces" "round_robin ios 1" "$(param)"
 dm create m --table "$TABLE" || die "cannot create m"
 ktap_check_eq "a new mapping gets round_robin ios 1" "round_robin ios 1" "$(policy_of m)"
-split=$(read_split /dev/mapper/m 200 "$L0" "$L1")
+split=$(read_split_dev /dev/mapper/m 200 "$L0" "$L1")
 ktap_check_eq "reads alternate between the legs ($split)" "100 100" "$split"
 rm -f /etc/modprobe.d/dmmr-default-policy.conf
 
@@ -138,7 +128,7 @@ copy_done() { [ "$(lvs --noheadings -o copy_percent vg/lvm | tr -d ' ')" = "100.
 wait_for 120 copy_done || ktap_diag "the mirror did not finish its initial copy"
 ktap_check_eq "the lvm2 mirror has the parameter's policy" "round_robin ios 1" "$(policy_of vg-lvm)"
 ktap_check_eq "its table has no io_balance feature" "" "$(dm table vg-lvm | grep -o io_balance)"
-split=$(read_split /dev/vg/lvm 200 /dev/mapper/pv0 /dev/mapper/pv1)
+split=$(read_split_dev /dev/vg/lvm 200 /dev/mapper/pv0 /dev/mapper/pv1)
 ktap_check_eq "its reads alternate between the legs ($split)" "100 100" "$split"
 lvremove -q -y vg >/dev/null 2>&1
 vgremove -q -y vg >/dev/null 2>&1

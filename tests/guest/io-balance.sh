@@ -23,18 +23,8 @@ L0=$(mk_loop 64) L1=$(mk_loop 64)
 M0=$(dev_majmin "$L0") M1=$(dev_majmin "$L1")
 N=400
 
-# Reads completed by a block device (first field of its stat file).
-reads_of() { awk '{ print $1 }' "/sys/dev/block/$(dev_majmin "$1")/stat"; }
-
-# read_split <mirror> <count> <leg0> <leg1>: O_DIRECT 4 KiB reads, prints
-# "<reads on leg0> <reads on leg1>" as the legs' own counters saw them.
-read_split() {
-	local a0 b0 a1 b1
-	a0=$(reads_of "$3") b0=$(reads_of "$4")
-	dd if="/dev/mapper/$1" of=/dev/null bs=4k count="$2" iflag=direct status=none
-	a1=$(reads_of "$3") b1=$(reads_of "$4")
-	echo "$((a1 - a0)) $((b1 - b0))"
-}
+# read_split <mirror> <count> <leg0> <leg1>: read_split_dev on /dev/mapper/<mirror>.
+read_split() { read_split_dev "/dev/mapper/$1" "${@:2}"; }
 # `--`: words such as -1 are for the target, not options of dmsetup.
 msg() { dmsetup message -- "$1" 0 io_balance "${@:2}"; }
 
