@@ -21,6 +21,9 @@
 #   equal  two legs of equal, bandwidth-capped speed (null_blk mbps=):
 #          1 and 4 parallel readers
 #   cpu    uncapped memory-backed null_blk legs: 4 KiB random read/write IOPS
+#   step   a fast leg that becomes slow and recovers (dm-delay switched):
+#          how long until 90% of the reads have moved, each way; probe
+#          reads as a share of all reads; a convergence chart
 #
 # Output on stdout, one record per line, tab-separated:
 #   BENCH-META <key> <value>
@@ -28,6 +31,7 @@
 #   BENCH-FAIL <phase> <test|-> <config> <rep|-> <reason>
 #   BENCH-CONFIG <phase> <config> <description>
 #   BENCH-DONE <phase> <seconds>
+#   BENCH-SERIES <phase> <config> <rep> <ms> <percent>   (the step chart)
 # and '# ...' comment lines.  --list prints "<phase> <config> <test>,..."
 # for every configuration that would run, and nothing else.
 #
@@ -45,7 +49,7 @@ TC=/usr/sbin/tc
 
 QUICK=${BENCH_QUICK:-0}
 REPS=${BENCH_REPS:-}
-PHASES=${BENCH_PHASES:-nbd write delay equal cpu}
+PHASES=${BENCH_PHASES:-nbd write delay equal cpu step}
 DELAY_MS=${BENCH_DELAY_MS:-15}
 MBPS=${BENCH_MBPS:-10}
 LIST=0
@@ -111,6 +115,7 @@ MIRROR_CFGS="linear c-mirror rs-rr128 rs-rr1 rs-local rs-remote rs-w3-1 rs-w1-0 
 WRITE_CFGS="linear c-mirror md-raid1-wb rs-sync rs-wb"
 EQUAL_CFGS="linear c-mirror rs-rr128 rs-w1-1 rs-adaptive md-raid1-eq"
 CPU_CFGS="linear c-mirror rs-local rs-rr128 rs-adaptive md-raid1-eq"
+STEP_CFGS="c-mirror rs-adaptive md-raid1-eq"
 
 phase_cfgs() {
 	case "$1" in
@@ -118,6 +123,7 @@ phase_cfgs() {
 	write) echo "$WRITE_CFGS" ;;
 	equal) echo "$EQUAL_CFGS" ;;
 	cpu) echo "$CPU_CFGS" ;;
+	step) echo "$STEP_CFGS" ;;
 	*) return 1 ;;
 	esac
 }
@@ -132,6 +138,7 @@ tests_for() {
 	write) printf '%s\n' t_ext4_write t_fio_wqd1 ;;
 	equal) printf '%s\n' "t_readers 1" "t_readers 4" ;;
 	cpu) printf '%s\n' "t_cpu randread" "t_cpu randwrite" ;;
+	step) echo t_step ;;
 	esac
 }
 
@@ -145,6 +152,7 @@ test_name() {
 	t_fio_wqd1) echo fio-randwrite-qd1 ;;
 	"t_readers "*) echo "readers-${1#t_readers }" ;;
 	"t_cpu "*) echo "4k-${1#t_cpu }" ;;
+	t_step) echo step-slow,step-recover ;;
 	esac
 }
 
@@ -533,6 +541,93 @@ t_cpu() {
 		"$(printf '%d.%02d' $(((b1 - b0) * 10000 / ios)) $(((b1 - b0) * 1000000 / ios % 100)))" us
 }
 
+# The step phase's timeline (ms from the start of the reads): the local
+# leg becomes slow at STEP_SLOW_MS and fast again at STEP_FAST_MS; the
+# reads stop at STEP_END_MS; the legs' counters are sampled every
+# STEP_SAMPLE_MS.
+STEP_SLOW_MS=2000 STEP_FAST_MS=5000 STEP_END_MS=9000 STEP_SAMPLE_MS=100
+STEP_DELAY_MS=20	# what "slow" is; the remote leg's delay is half of it
+[ "$QUICK" = 1 ] && STEP_SLOW_MS=1000 STEP_FAST_MS=2000 STEP_END_MS=3500
+
+# set_delay <dm name> <ms>: the dm-delay device now delays by <ms>.
+set_delay() {
+	local dev=$1 under=$2 ms=$3
+	dm suspend "$dev" && dm reload "$dev" --table "0 $SECTORS delay $under 0 $ms" && dm resume "$dev"
+}
+
+# t_step: random 4 KiB reads, 4 in flight, for STEP_END_MS; the local leg
+# (dm-delay 0 ms) becomes STEP_DELAY_MS slow, slower than the remote one
+# (half that), then fast again.  Emits how long after each switch the
+# first 100 ms window had 90% of its reads on the leg that is now fast,
+# the probe reads' share of all reads (dm-mirror-rs), and the series of
+# the local leg's share for the chart.
+t_step() {
+	local p=$1 c=$2 r=$3 t0 now ms l0 r0 nl nr pct fio_pid slow_done= fast_done= moved_down= moved_up=
+	local series=$WORK/step-series
+	: >"$series"
+	timeout -k 5 60 fio --name=step --filename="$DEV" --readonly --direct=1 --ioengine=libaio \
+		--iodepth=4 --rw=randread --bs=4k --size=$((DEV_MB / 2))m --time_based \
+		--runtime=$((STEP_END_MS / 1000 + 1)) --randrepeat=0 >"$ERR" 2>&1 &
+	fio_pid=$!
+	sleep 0.3
+	leg_reads "$STEP_LOCAL_UNDER" LA
+	leg_reads "$STEP_REMOTE_UNDER" RA
+	l0=$LA_ios r0=$RA_ios
+	t0=$(now_us)
+	while :; do
+		now=$(now_us)
+		ms=$(((now - t0) / 1000))
+		[ "$ms" -lt "$STEP_END_MS" ] || break
+		if [ -z "$slow_done" ] && [ "$ms" -ge "$STEP_SLOW_MS" ]; then
+			set_delay "$STEP_LOCAL" "$STEP_LOCAL_UNDER" "$STEP_DELAY_MS" >/dev/null 2>&1 ||
+				bfail "$p" step-slow "$c" "$r" "cannot slow the local leg"
+			slow_done=$ms
+		fi
+		if [ -z "$fast_done" ] && [ "$ms" -ge "$STEP_FAST_MS" ]; then
+			set_delay "$STEP_LOCAL" "$STEP_LOCAL_UNDER" 0 >/dev/null 2>&1 ||
+				bfail "$p" step-recover "$c" "$r" "cannot make the local leg fast again"
+			fast_done=$ms
+		fi
+		sleep "0.$((STEP_SAMPLE_MS / 100))" 2>/dev/null || sleep 0.1
+		leg_reads "$STEP_LOCAL_UNDER" LA
+		leg_reads "$STEP_REMOTE_UNDER" RA
+		nl=$((LA_ios - l0)) nr=$((RA_ios - r0))
+		l0=$LA_ios r0=$RA_ios
+		[ $((nl + nr)) -gt 0 ] || continue
+		pct=$((nl * 100 / (nl + nr)))
+		ms=$((($(now_us) - t0) / 1000))
+		echo "$ms $pct" >>"$series"
+		tab BENCH-SERIES "$p" "$c" "$r" "$ms" "$pct"
+		if [ -n "$slow_done" ] && [ -z "$fast_done" ] && [ -z "$moved_down" ] && [ "$pct" -le 10 ]; then
+			moved_down=$((ms - slow_done))
+		fi
+		if [ -n "$fast_done" ] && [ -z "$moved_up" ] && [ "$pct" -ge 90 ]; then
+			moved_up=$((ms - fast_done))
+		fi
+	done
+	wait "$fio_pid" 2>/dev/null
+	# Reads that never moved (a mirror that reads its default leg only)
+	# report the whole window: "not within it".
+	if [ -z "$moved_down" ]; then
+		moved_down=$((STEP_FAST_MS - STEP_SLOW_MS))
+		note "$p $c rep $r: reads did not move off the slowed leg within ${moved_down} ms"
+	fi
+	if [ -z "$moved_up" ]; then
+		moved_up=$((STEP_END_MS - STEP_FAST_MS))
+		note "$p $c rep $r: reads did not come back within ${moved_up} ms"
+	fi
+	emit "$p" step-slow "$c" "$r" time "$(secs $((moved_down * 1000)))" s
+	emit "$p" step-recover "$c" "$r" time "$(secs $((moved_up * 1000)))" s
+	if [ "${c#rs-}" != "$c" ]; then
+		local show reads probes
+		show=$(dmsetup message "$BM" 0 io_balance show 2>/dev/null)
+		reads=$(awk '$1 == "leg" { for (i = 4; i < NF; i++) if ($i == "reads") s += $(i + 1) } END { print s + 0 }' <<<"$show")
+		probes=$(awk '$1 == "leg" { for (i = 4; i < NF; i++) if ($i == "probe_reads") s += $(i + 1) } END { print s + 0 }' <<<"$show")
+		[ "$reads" -le 0 ] || emit "$p" step-slow "$c" "$r" probe_pct \
+			"$(printf '%d.%02d' $((probes * 100 / reads)) $((probes * 10000 / reads % 100)))" %
+	fi
+}
+
 # ------------------------------------------------------------------ phases
 
 # The ext4 image every leg of the nbd/write/delay phases starts with: one
@@ -634,6 +729,28 @@ setup_cpu() {
 }
 teardown_cpu() { rm_nullbs; }
 
+# The step phase: local leg = dm-delay (0 ms) over null_blk, remote leg =
+# dm-delay (STEP_DELAY_MS / 2) over null_blk; the legs' own counters are
+# the null_blk devices'.
+STEP_LOCAL=bench-step-local STEP_REMOTE=bench-step-remote
+setup_step() {
+	modprobe dm-delay || return 1
+	mk_nullb bl_step0 "$DEV_MB" && mk_nullb bl_step1 "$DEV_MB" || return 1
+	copy_to /dev/bl_step0 && copy_to /dev/bl_step1 || return 1
+	dm create "$STEP_LOCAL" --table "0 $SECTORS delay /dev/bl_step0 0 0" &&
+		dm create "$STEP_REMOTE" --table "0 $SECTORS delay /dev/bl_step1 0 $((STEP_DELAY_MS / 2))" || return 1
+	STEP_LOCAL_UNDER=/dev/bl_step0 STEP_REMOTE_UNDER=/dev/bl_step1
+	LOCAL=/dev/mapper/$STEP_LOCAL REMOTE=/dev/mapper/$STEP_REMOTE SCRATCH=
+	meta step.legs "dm-delay over memory-backed null_blk: local 0 ms (${STEP_DELAY_MS} ms from ${STEP_SLOW_MS} to ${STEP_FAST_MS} ms), remote $((STEP_DELAY_MS / 2)) ms"
+	meta step.slow_ms "$STEP_SLOW_MS"
+	meta step.fast_ms "$STEP_FAST_MS"
+}
+teardown_step() {
+	dm remove "$STEP_LOCAL" >/dev/null 2>&1
+	dm remove "$STEP_REMOTE" >/dev/null 2>&1
+	rm_nullbs
+}
+
 # warm_rr <config> <rep>: a fresh round_robin mirror starts its schedule at
 # the default leg, so the first <N> reads would always be local.  A
 # long-lived mirror meets a file read at any point of its 2 * N read cycle:
@@ -699,6 +816,7 @@ cleanup() {
 	destroy >/dev/null 2>&1
 	teardown_nbd >/dev/null 2>&1
 	teardown_delay >/dev/null 2>&1
+	teardown_step >/dev/null 2>&1
 	rm_nullbs >/dev/null 2>&1
 }
 trap cleanup EXIT

@@ -30,6 +30,7 @@ BEGIN {
 	label["p99"] = "p99 (us)"
 	label["drain"] = "drain (s)"
 	label["peak"] = "backlog peak (KiB)"
+	label["probe_pct"] = "probe reads (% of reads)"
 }
 
 function add_phase(p) {
@@ -156,6 +157,10 @@ END {
 			print "Local leg: memory-backed null_blk.  Remote leg: " meta["delay.remote"] ".\n" > body
 		} else if (p == "equal" && meta["equal.legs"] != "") {
 			print "Legs: " meta["equal.legs"] ".  Baseline `linear`: one of those legs alone.\n" > body
+		} else if (p == "step" && meta["step.legs"] != "") {
+			print "Legs: " meta["step.legs"] ".  Random 4 KiB reads, 4 in flight.  *step-slow*: time from slowing the local leg" > body
+			print "to the first 100 ms with at most 10% of the reads on it; *step-recover*: time from its recovery to the first" > body
+			print "100 ms with at least 90% on it (the whole window if never: a mirror that reads its default leg only).\n" > body
 		} else if (p == "cpu" && meta["cpu.legs"] != "") {
 			print "Legs: " meta["cpu.legs"] ".  IOPS here measure the CPU cost of the whole I/O path under TCG.\n" > body
 		}

@@ -780,6 +780,9 @@ mod tests {
                 measurement_pending: false,
                 last_sample_ns: u64::MAX,
                 ns_per_sector: u64::MAX,
+                slow_run: 0,
+                slow_run_needed: 0,
+                slow_run_min_ns: 0,
                 probe_reads: u64::MAX,
                 probe_reads_due: 0,
                 probe_started_ns: None,
@@ -847,9 +850,10 @@ mod tests {
         // One fast read and it is gone.
         sample(&mut stats, 50_000);
         assert_eq!(stats.latency_ns, 50_000);
-        // A lasting slowdown: doubled within 23 reads, 19 times within 100.
+        // A lasting slowdown under 8 times: doubled within 23 reads, there
+        // within 100.
         for _ in 0..23 {
-            sample(&mut stats, 1_000_000);
+            sample(&mut stats, 350_000);
         }
         assert!(
             (100_000..105_000).contains(&stats.latency_ns),
@@ -857,13 +861,33 @@ mod tests {
             stats.latency_ns
         );
         for _ in 23..100 {
-            sample(&mut stats, 1_000_000);
+            sample(&mut stats, 350_000);
         }
         assert!(
-            (940_000..1_000_000).contains(&stats.latency_ns),
+            (340_000..=350_000).contains(&stats.latency_ns),
             "{}",
             stats.latency_ns
         );
+        // 20 times: believed at the fifth read (the reads in flight when it
+        // began, none here, and four more), at the fastest of them.
+        sample(&mut stats, 50_000);
+        for (i, latency) in [1_100_000, 1_000_000, 1_200_000, 1_050_000]
+            .into_iter()
+            .enumerate()
+        {
+            sample(&mut stats, latency);
+            assert!(stats.latency_ns < 60_000, "{i}: {}", stats.latency_ns);
+        }
+        sample(&mut stats, 1_300_000);
+        assert_eq!(stats.latency_ns, 1_000_000);
+        // A fast read between slow ones starts the count again.
+        sample(&mut stats, 50_000);
+        for latency in [
+            1_000_000, 1_000_000, 60_000, 1_000_000, 1_000_000, 1_000_000, 1_000_000,
+        ] {
+            sample(&mut stats, latency);
+        }
+        assert!(stats.latency_ns < 100_000, "{}", stats.latency_ns);
         sample(&mut stats, u64::MAX);
         assert!(stats.latency_ns <= super::super::MAX_LATENCY_SAMPLE_NS);
         assert_eq!(stats.in_flight, 0);

@@ -76,6 +76,21 @@ pub const REFERENCE_SECTORS: u32 = 8;
 /// cost: smaller ones are all latency.
 pub const TRANSFER_SAMPLE_SECTORS: u32 = 64;
 
+/// A lasting slowdown: after a sample more than `2^SLOWDOWN_SHIFT` (8)
+/// times the estimate, every read then in flight (which one stall would
+/// slow as well) and [`SLOWDOWN_CONFIRMATIONS`] more complete that slowly
+/// too, with no faster sample between: the estimate then jumps to the
+/// fastest of them. A stall slows the reads in flight at once, not those
+/// sent after it, so it never gets that far; a device that stays slow is
+/// believed within a few reads instead of the 1/32 steps (over a hundred
+/// reads for a leg 100 times slower). Smaller slowdowns, like the wake-up
+/// of a device that two legs taking turns keep idle (7 times in the host
+/// simulation's harshest noise), still take the small steps.
+pub const SLOWDOWN_SHIFT: u32 = 3;
+
+/// See [`SLOWDOWN_SHIFT`].
+pub const SLOWDOWN_CONFIRMATIONS: u32 = 4;
+
 /// Per-leg statistics, maintained by [`Balancer`] for every policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LegStats {
@@ -107,6 +122,13 @@ pub struct LegStats {
     /// Latency of the leg's last read if it succeeded (for a measurement,
     /// the fastest of its probe's reads so far), else 0.
     pub last_sample_ns: u64,
+    /// Slow samples in a row (see [`SLOWDOWN_SHIFT`]), how many of them a
+    /// lasting slowdown needs, and the fastest of them.
+    pub slow_run: u32,
+    /// See `slow_run`.
+    pub slow_run_needed: u32,
+    /// See `slow_run`.
+    pub slow_run_min_ns: u64,
     /// Estimate of the leg's transfer cost: nanoseconds per sector beyond
     /// [`REFERENCE_SECTORS`] (0 until a read of at least
     /// [`TRANSFER_SAMPLE_SECTORS`] measured it). With it, a 4 KiB read
@@ -137,6 +159,7 @@ impl LegStats {
         self.probe_failed = false;
         self.probe_reads_due = 0;
         self.ns_per_sector = 0;
+        self.slow_run = 0;
     }
 
     /// The transfer of a read of `nr_sectors` beyond the reference size,
@@ -252,6 +275,26 @@ impl LegStats {
         };
         self.last_sample_ns = sample;
         let estimate = self.latency_ns;
+        // A lasting slowdown (see SLOWDOWN_SHIFT)?
+        if self.is_measured() && sample > estimate.saturating_mul(1 << SLOWDOWN_SHIFT) {
+            if self.slow_run == 0 {
+                self.slow_run_needed = self
+                    .in_flight
+                    .min(MAX_COUNTED_IN_FLIGHT)
+                    .saturating_add(SLOWDOWN_CONFIRMATIONS);
+                self.slow_run_min_ns = sample;
+            }
+            self.slow_run = self.slow_run.saturating_add(1);
+            self.slow_run_min_ns = self.slow_run_min_ns.min(sample);
+            if self.slow_run > self.slow_run_needed {
+                self.latency_ns = self.slow_run_min_ns;
+                self.slow_run = 0;
+                self.samples = self.samples.saturating_add(1);
+                return;
+            }
+        } else {
+            self.slow_run = 0;
+        }
         self.latency_ns = if self.samples == 0 || sample <= estimate {
             sample
         } else if self.samples < WARMUP_SAMPLES {
