@@ -546,7 +546,8 @@ t_cpu() {
 # reads stop at STEP_END_MS; the legs' counters are sampled every
 # STEP_SAMPLE_MS.
 STEP_SLOW_MS=2000 STEP_FAST_MS=5000 STEP_END_MS=9000 STEP_SAMPLE_MS=100
-STEP_DELAY_MS=20	# what "slow" is; the remote leg's delay is half of it
+STEP_DELAY_MS=50	# what "slow" is (5 times the remote leg's delay)
+STEP_REMOTE_MS=10
 [ "$QUICK" = 1 ] && STEP_SLOW_MS=1000 STEP_FAST_MS=2000 STEP_END_MS=3500
 
 # set_delay <dm name> <ms>: the dm-delay device now delays by <ms>.
@@ -556,8 +557,8 @@ set_delay() {
 }
 
 # t_step: random 4 KiB reads, 4 in flight, for STEP_END_MS; the local leg
-# (dm-delay 0 ms) becomes STEP_DELAY_MS slow, slower than the remote one
-# (half that), then fast again.  Emits how long after each switch the
+# (dm-delay 0 ms) becomes STEP_DELAY_MS slow, 5 times slower than the
+# remote one, then fast again.  Emits how long after each switch the
 # first 100 ms window had 90% of its reads on the leg that is now fast,
 # the probe reads' share of all reads (dm-mirror-rs), and the series of
 # the local leg's share for the chart.
@@ -730,7 +731,7 @@ setup_cpu() {
 teardown_cpu() { rm_nullbs; }
 
 # The step phase: local leg = dm-delay (0 ms) over null_blk, remote leg =
-# dm-delay (STEP_DELAY_MS / 2) over null_blk; the legs' own counters are
+# dm-delay (STEP_REMOTE_MS) over null_blk; the legs' own counters are
 # the null_blk devices'.
 STEP_LOCAL=bench-step-local STEP_REMOTE=bench-step-remote
 setup_step() {
@@ -738,10 +739,10 @@ setup_step() {
 	mk_nullb bl_step0 "$DEV_MB" && mk_nullb bl_step1 "$DEV_MB" || return 1
 	copy_to /dev/bl_step0 && copy_to /dev/bl_step1 || return 1
 	dm create "$STEP_LOCAL" --table "0 $SECTORS delay /dev/bl_step0 0 0" &&
-		dm create "$STEP_REMOTE" --table "0 $SECTORS delay /dev/bl_step1 0 $((STEP_DELAY_MS / 2))" || return 1
+		dm create "$STEP_REMOTE" --table "0 $SECTORS delay /dev/bl_step1 0 $STEP_REMOTE_MS" || return 1
 	STEP_LOCAL_UNDER=/dev/bl_step0 STEP_REMOTE_UNDER=/dev/bl_step1
 	LOCAL=/dev/mapper/$STEP_LOCAL REMOTE=/dev/mapper/$STEP_REMOTE SCRATCH=
-	meta step.legs "dm-delay over memory-backed null_blk: local 0 ms (${STEP_DELAY_MS} ms from ${STEP_SLOW_MS} to ${STEP_FAST_MS} ms), remote $((STEP_DELAY_MS / 2)) ms"
+	meta step.legs "dm-delay over memory-backed null_blk: local 0 ms (${STEP_DELAY_MS} ms from ${STEP_SLOW_MS} to ${STEP_FAST_MS} ms), remote ${STEP_REMOTE_MS} ms"
 	meta step.slow_ms "$STEP_SLOW_MS"
 	meta step.fast_ms "$STEP_FAST_MS"
 }
