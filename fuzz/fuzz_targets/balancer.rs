@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Fuzzes the balancer with a byte-coded sequence of operations and checks
-//! the guarantees of `Balancer::choose` and the in-flight accounting.
+//! the guarantees of `Balancer::choose`, of the probe reads (at most one in
+//! flight per leg, only to usable legs) and the in-flight accounting.
 
 #![no_main]
 
@@ -19,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let mut balancer = Balancer::new(nr_legs).unwrap();
     let all = LegSet::first_n(nr_legs);
     let mut outstanding: Vec<usize> = Vec::new();
+    let mut probes: Vec<usize> = Vec::new();
     let mut now: u64 = 1 << 40;
 
     while let [op, a, b, rest @ ..] = ops {
@@ -45,11 +47,31 @@ fuzz_target!(|data: &[u8]| {
                     None => assert!(effective.is_empty()),
                 }
             }
+            2 if op & 0x80 != 0 => {
+                // Probe reads: send one, or complete one.
+                if op & 0x20 == 0 {
+                    let usable = LegSet::from_bits(u16::from(a) | (u16::from(b & 1) << 8));
+                    if let Some(leg) = balancer.next_probe_read(usable, now) {
+                        assert!(usable.intersection(all).contains(leg));
+                        assert!(!probes.contains(&leg), "two probe reads in flight on leg {leg}");
+                        probes.push(leg);
+                    }
+                } else if !probes.is_empty() {
+                    let leg = probes.swap_remove(usize::from(a) % probes.len());
+                    if op & 0x10 == 0 {
+                        let sectors = if b & 1 == 0 { 8 } else { 128 };
+                        balancer.complete_probe_read(leg, now, sectors, op & 0x40 == 0);
+                    } else {
+                        balancer.cancel_probe_read(leg);
+                    }
+                }
+            }
             2 => {
                 if !outstanding.is_empty() {
                     let leg = outstanding.swap_remove(usize::from(a) % outstanding.len());
                     let latency = u64::from(b).pow(3) * 1000;
-                    balancer.complete(leg, latency, op & 0x40 == 0);
+                    let sectors = 8 << (b % 9);
+                    balancer.complete_sized(leg, latency, sectors, op & 0x40 == 0);
                 }
             }
             _ => {
@@ -78,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         for leg in 0..nr_legs {
-            let expected = outstanding.iter().filter(|l| **l == leg).count();
+            let expected = outstanding.iter().chain(probes.iter()).filter(|l| **l == leg).count();
             assert_eq!(balancer.stats(leg).unwrap().in_flight as usize, expected);
         }
     }
