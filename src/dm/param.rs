@@ -51,15 +51,17 @@ impl ParamString {
 ///
 /// # Safety
 ///
-/// `val` points to at least `len` bytes that stay readable and unchanged
-/// for the duration of the call.
+/// `val` is non-null and points to at least `len` initialised bytes that
+/// stay readable and unchanged for the duration of the call.
 pub(crate) unsafe fn check(
     name: &str,
     val: *const c_char,
     len: usize,
     check: fn(&str) -> Result,
 ) -> c_int {
-    // SAFETY: the caller promises `len` readable bytes at `val`.
+    // SAFETY: the caller promises a non-null `val` with `len` initialised,
+    // unchanging bytes; `u8` has no alignment requirement, and `len` is a
+    // C string's length, far below `isize::MAX`.
     let bytes = unsafe { core::slice::from_raw_parts(val.cast::<u8>(), len) };
     let Ok(text) = core::str::from_utf8(bytes) else {
         dm_err!("{}: value is not UTF-8 text", name);

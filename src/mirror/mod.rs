@@ -332,7 +332,11 @@ impl MirrorSet {
             return (None, balancer.wants_probe_read(healthy));
         };
         let candidates = behind.read_legs(region, fresh, healthy);
-        let leg = balancer.choose(candidates, &read);
+        // The core's routing, as the host freshness model tests it.
+        let leg = freshness
+            .route_read(balancer, region, candidates, &read)
+            .ok()
+            .flatten();
         // The choice may have asked for a probe.
         (leg, balancer.wants_probe_read(healthy))
     }
