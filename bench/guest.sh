@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# bench/guest.sh [--list] [--quick] [--reps N] [--phases "nbd write delay equal cpu"]
+# bench/guest.sh [--list] [--quick] [--reps N] [--phases "nbd write delay equal cpu matrix step"]
 #
 # The benchmark, inside the VM (scripts/vm-run bench/guest.sh; bench/run does
 # that and turns the output into tables and charts).  Every configuration of
@@ -20,7 +20,12 @@
 #          of NBD
 #   equal  two legs of equal, bandwidth-capped speed (null_blk mbps=):
 #          1 and 4 parallel readers
-#   cpu    uncapped memory-backed null_blk legs: 4 KiB random read/write IOPS
+#   cpu    uncapped memory-backed null_blk legs: 4 KiB random read/write IOPS,
+#          and the write phase's QD1 write latency without a remote leg (what
+#          the write path itself costs)
+#   matrix the nbd phase's legs: fio direct reads {seq, rand} x {4k, 1M} x
+#          {QD1, QD32} on a just-created mapping, against the best static
+#          choice (the local leg: c-mirror, rs-local)
 #   step   a fast leg that becomes slow and recovers (dm-delay switched):
 #          how long until 90% of the reads have moved, each way; probe
 #          reads as a share of all reads; a convergence chart
@@ -49,7 +54,7 @@ TC=/usr/sbin/tc
 
 QUICK=${BENCH_QUICK:-0}
 REPS=${BENCH_REPS:-}
-PHASES=${BENCH_PHASES:-nbd write delay equal cpu step}
+PHASES=${BENCH_PHASES:-nbd write delay equal cpu matrix step}
 DELAY_MS=${BENCH_DELAY_MS:-15}
 MBPS=${BENCH_MBPS:-10}
 LIST=0
@@ -114,7 +119,8 @@ declare -A DESC=(
 MIRROR_CFGS="linear c-mirror rs-rr128 rs-rr1 rs-local rs-remote rs-w3-1 rs-w1-0 rs-adaptive rs-adaptive-rf rs-param md-raid1"
 WRITE_CFGS="linear c-mirror md-raid1-wb rs-sync rs-wb"
 EQUAL_CFGS="linear c-mirror rs-rr128 rs-w1-1 rs-adaptive md-raid1-eq"
-CPU_CFGS="linear c-mirror rs-local rs-rr128 rs-adaptive md-raid1-eq"
+CPU_CFGS="linear c-mirror rs-local rs-rr128 rs-adaptive md-raid1-eq rs-wb"
+MATRIX_CFGS="linear c-mirror rs-local rs-adaptive rs-adaptive-rf rs-param"
 STEP_CFGS="c-mirror rs-adaptive md-raid1-eq"
 
 phase_cfgs() {
@@ -123,6 +129,7 @@ phase_cfgs() {
 	write) echo "$WRITE_CFGS" ;;
 	equal) echo "$EQUAL_CFGS" ;;
 	cpu) echo "$CPU_CFGS" ;;
+	matrix) echo "$MATRIX_CFGS" ;;
 	step) echo "$STEP_CFGS" ;;
 	*) return 1 ;;
 	esac
@@ -137,7 +144,15 @@ tests_for() {
 	nbd|delay) printf '%s\n' t_ext4_read t_fio_seq t_fio_rand ;;
 	write) printf '%s\n' t_ext4_write t_fio_wqd1 ;;
 	equal) printf '%s\n' "t_readers 1" "t_readers 4" ;;
-	cpu) printf '%s\n' "t_cpu randread" "t_cpu randwrite" ;;
+	cpu) printf '%s\n' "t_cpu randread" "t_cpu randwrite" t_fio_wqd1 ;;
+	matrix)
+		local rw bs qd
+		for rw in seq rand; do
+			for bs in 4k 1m; do
+				for qd in 1 32; do echo "t_matrix $rw $bs $qd"; done
+			done
+		done
+		;;
 	step) echo t_step ;;
 	esac
 }
@@ -152,6 +167,7 @@ test_name() {
 	t_fio_wqd1) echo fio-randwrite-qd1 ;;
 	"t_readers "*) echo "readers-${1#t_readers }" ;;
 	"t_cpu "*) echo "4k-${1#t_cpu }" ;;
+	"t_matrix "*) set -- $1; echo "$2-$3-qd$4" ;;
 	t_step) echo step-slow,step-recover ;;
 	esac
 }
@@ -503,6 +519,18 @@ t_fio_rand() {
 		--runtime="$FIO_CAP"
 }
 
+# t_matrix <seq|rand> <4k|1m> <qd>: one cell of the read matrix, direct
+# reads over $FIO_MB MiB for at most $FIO_CAP.  The configurations are
+# created anew each repetition and the cells run in this order, so the
+# first cell reads a just-created mapping.
+t_matrix() {
+	local name=$1-$2-qd$3 rw=randread bs=$2 qd=$3
+	[ "$1" != seq ] || rw=read
+	shift 3
+	fio_read "$name" "$@" bw --iodepth="$qd" --rw="$rw" --bs="$bs" --size="${FIO_MB}m" \
+		--runtime="$FIO_CAP"
+}
+
 # t_readers <n>: n parallel sequential readers (4 x 64 KiB in flight each),
 # each in its own quarter of the device, for $RUNTIME.
 t_readers() {
@@ -712,6 +740,10 @@ teardown_delay() {
 	dm remove bench-delay >/dev/null 2>&1
 	rm_nullbs
 }
+
+# The matrix phase: the nbd phase's legs.
+setup_matrix() { setup_nbd; }
+teardown_matrix() { teardown_nbd; }
 
 setup_equal() {
 	# Not written: the cap would make that take DEV_MB / MBPS seconds, and

@@ -162,7 +162,12 @@ END {
 			print "to the first 100 ms with at most 10% of the reads on it; *step-recover*: time from its recovery to the first" > body
 			print "100 ms with at least 90% on it (the whole window if never: a mirror that reads its default leg only).\n" > body
 		} else if (p == "cpu" && meta["cpu.legs"] != "") {
-			print "Legs: " meta["cpu.legs"] ".  IOPS here measure the CPU cost of the whole I/O path under TCG.\n" > body
+			print "Legs: " meta["cpu.legs"] ".  IOPS here measure the CPU cost of the whole I/O path under TCG;" > body
+			print "*fio-randwrite-qd1*: the write phase's QD1 writes without a remote leg (what the write path itself costs).\n" > body
+		} else if (p == "matrix") {
+			print "The `nbd` phase's legs.  Direct reads over " meta["fio_region_mb"] " MiB, at most " meta["fio_cap"] " each; every configuration is created" > body
+			print "anew in each repetition and its cells run top to bottom, so the first cell reads a just-created mapping." > body
+			print "The best static choice is the local leg (`c-mirror`, `rs-local`).\n" > body
 		}
 		print "| configuration | what |" > body
 		print "|---|---|" > body
