@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The benchmark, smoke sizes: runs bench/guest.sh in quick mode (tiny files,
-# one repetition, about 150 s under TCG) so the bench does not rot.  One
+# one repetition, about 3 minutes under TCG) so the bench does not rot.  One
 # result per configuration of every phase: ok when it produced a number for
 # each of its tests and reported no failure.  The numbers themselves are not
 # judged (TCG timings are too noisy for that); `make bench` measures.
@@ -24,7 +24,7 @@ ktap_plan $((${#expected[@]} + 1))
 
 out=$DMMR_WORK/bench.out
 rc=0
-# About 150 s on the base kernel; the debug kernel (it has kmemleak) runs
+# About 180 s on the base kernel (CI); the debug kernel (it has kmemleak) runs
 # 5 to 10 times slower.
 limit=900
 ! kmemleak_available || limit=3600
