@@ -48,6 +48,17 @@ if [ "$phase" = 1 ]; then
 	# The marker for vm-run, then the crash: no flush, no unmount.
 	echo "DMMR-GUEST-EXIT: $KTAP_FAIL"
 	sleep 1
+	# The second after the marker (for the console) must not be a gap: crash
+	# only once fio is seen writing again, and say so if it is not (a CI run
+	# once found every region clean in boot 2 and could not tell why).
+	w1=$(writes)
+	rising() { kill -0 "$fiopid" && [ $(($(writes) - w1)) -ge 16 ]; }
+	if wait_for 10 rising; then
+		echo "# boot 1: crashing with fio writing ($(($(writes) - w1)) writes in the last moment)"
+	else
+		echo "# boot 1: fio is not writing before the crash (alive: $(kill -0 "$fiopid" 2>/dev/null && echo yes || echo no), writes $w1 -> $(writes))"
+	fi
+	echo "# boot 1: status: $(dmsetup status cm)"
 	echo b >/proc/sysrq-trigger
 	sleep 10
 	exit 1
