@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# bench/guest.sh [--list] [--quick] [--reps N] [--phases "nbd write delay equal cpu matrix step"]
+# bench/guest.sh [--list] [--quick] [--reps N] [--phases "nbd iscsi write delay equal cpu matrix matrix-iscsi step"]
 #
 # The benchmark, inside the VM (scripts/vm-run bench/guest.sh; bench/run does
 # that and turns the output into tables and charts).  Every configuration of
@@ -23,9 +23,14 @@
 #   cpu    uncapped memory-backed null_blk legs: 4 KiB random read/write IOPS,
 #          and the write phase's QD1 write latency without a remote leg (what
 #          the write path itself costs)
+#   iscsi  the nbd phase's tests with the reference experiment's transport:
+#          the remote leg over iSCSI (tgt in the other namespace, open-iscsi
+#          in the guest), same netem shaping; the C mirror and the module
+#          with no tuning, each leg order
 #   matrix the nbd phase's legs: fio direct reads {seq, rand} x {4k, 1M} x
 #          {QD1, QD32} on a just-created mapping, against the best static
 #          choice (the local leg: c-mirror, rs-local)
+#   matrix-iscsi  the same over the iscsi phase's legs
 #   step   a fast leg that becomes slow and recovers (dm-delay switched):
 #          how long until 90% of the reads have moved, each way; probe
 #          reads as a share of all reads; a convergence chart
@@ -41,7 +46,8 @@
 # for every configuration that would run, and nothing else.
 #
 # Environment (forwarded by bench/run): BENCH_REPS, BENCH_QUICK=1 (tiny
-# sizes, 1 repetition), BENCH_PHASES, BENCH_DELAY_MS, BENCH_MBPS.
+# sizes, 1 repetition), BENCH_PHASES, BENCH_CONFIGS (run only these
+# configurations of each phase), BENCH_DELAY_MS, BENCH_MBPS.
 
 set -uo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -54,7 +60,8 @@ TC=/usr/sbin/tc
 
 QUICK=${BENCH_QUICK:-0}
 REPS=${BENCH_REPS:-}
-PHASES=${BENCH_PHASES:-nbd write delay equal cpu matrix step}
+PHASES=${BENCH_PHASES:-nbd iscsi write delay equal cpu matrix matrix-iscsi step}
+ONLY_CFGS=${BENCH_CONFIGS:-}
 DELAY_MS=${BENCH_DELAY_MS:-15}
 MBPS=${BENCH_MBPS:-10}
 LIST=0
@@ -98,6 +105,7 @@ SECTORS=$((DEV_MB * 2048))
 declare -A DESC=(
 	[linear]="dm-linear over the local device alone (the physical limit)"
 	[c-mirror]="dm-mirror (C, same kernel), local leg first: reads its default leg"
+	[c-mirror-rf]="dm-mirror (C, same kernel), remote leg listed first (its default leg)"
 	[rs-rr128]="dm-mirror-rs, round_robin ios 128"
 	[rs-rr1]="dm-mirror-rs, round_robin ios 1 (strict alternation)"
 	[rs-local]="dm-mirror-rs, round_robin ios 0, default leg local"
@@ -108,6 +116,7 @@ declare -A DESC=(
 	[rs-adaptive]="dm-mirror-rs, adaptive (no tuning)"
 	[rs-adaptive-rf]="dm-mirror-rs, adaptive (no tuning), remote leg listed first (the default leg)"
 	[rs-param]="dm-mirror-rs, no message: module parameter default_io_balance=adaptive"
+	[rs-param-rf]="dm-mirror-rs, no message: module parameter default_io_balance=adaptive, remote leg listed first"
 	[md-raid1]="md raid1 via dm-raid, remote leg write_mostly"
 	[md-raid1-eq]="md raid1 via dm-raid (no write_mostly)"
 	[md-raid1-wb]="md raid1 via dm-raid, remote leg write_mostly, max_write_behind 16384, local metadata devices (bitmap)"
@@ -121,11 +130,25 @@ WRITE_CFGS="linear c-mirror md-raid1-wb rs-sync rs-wb"
 EQUAL_CFGS="linear c-mirror rs-rr128 rs-w1-1 rs-adaptive md-raid1-eq"
 CPU_CFGS="linear c-mirror rs-local rs-rr128 rs-adaptive md-raid1-eq rs-wb"
 MATRIX_CFGS="linear c-mirror rs-local rs-adaptive rs-adaptive-rf rs-param"
+# The issue-14 rows, both leg orders: what a user gets with no tuning.
+ISCSI_CFGS="linear c-mirror c-mirror-rf md-raid1 rs-param rs-param-rf rs-adaptive rs-adaptive-rf"
 STEP_CFGS="c-mirror rs-adaptive md-raid1-eq"
 
 phase_cfgs() {
+	local all
+	all=$(all_phase_cfgs "$1") || return 1
+	[ -n "$ONLY_CFGS" ] || { echo "$all"; return; }
+	local c kept=
+	for c in $all; do
+		case " $ONLY_CFGS " in *" $c "*) kept="$kept $c" ;; esac
+	done
+	echo "${kept# }"
+}
+all_phase_cfgs() {
 	case "$1" in
 	nbd|delay) echo "$MIRROR_CFGS" ;;
+	iscsi) echo "$ISCSI_CFGS" ;;
+	matrix-iscsi) echo "$MATRIX_CFGS" ;;
 	write) echo "$WRITE_CFGS" ;;
 	equal) echo "$EQUAL_CFGS" ;;
 	cpu) echo "$CPU_CFGS" ;;
@@ -141,11 +164,11 @@ done
 # tests_for <phase> <config>: the tests to run, one "function [arg]" a line.
 tests_for() {
 	case "$1" in
-	nbd|delay) printf '%s\n' t_ext4_read t_fio_seq t_fio_rand ;;
+	nbd|delay|iscsi) printf '%s\n' t_ext4_read t_fio_seq t_fio_rand ;;
 	write) printf '%s\n' t_ext4_write t_fio_wqd1 ;;
 	equal) printf '%s\n' "t_readers 1" "t_readers 4" ;;
 	cpu) printf '%s\n' "t_cpu randread" "t_cpu randwrite" t_fio_wqd1 ;;
-	matrix)
+	matrix|matrix-iscsi)
 		local rw bs qd
 		for rw in seq rand; do
 			for bs in 4k 1m; do
@@ -295,6 +318,9 @@ create() {
 	case "$cfg" in
 	linear) dm create "$BM" --table "0 $SECTORS linear ${SCRATCH:-$LOCAL} 0" ;;
 	c-mirror) use_c && dm create "$BM" --table "$mirror" ;;
+	c-mirror-rf)
+		use_c && dm create "$BM" --table "0 $SECTORS mirror core 2 1024 nosync 2 $REMOTE 0 $LOCAL 0"
+		;;
 	rs-wb)
 		use_rust && dm create "$BM" --table \
 			"$mirror 4 write_mostly 1 max_write_behind $WRITE_BEHIND"
@@ -303,10 +329,11 @@ create() {
 		use_rust && dm create "$BM" --table \
 			"0 $SECTORS mirror core 2 1024 nosync 2 $REMOTE 0 $LOCAL 0 2 io_balance adaptive"
 		;;
-	rs-param)
+	rs-param|rs-param-rf)
 		# The table lvm2 would load, no message: the policy comes from the
 		# module parameter (set through sysfs for this mapping only).
 		local param=/sys/module/dm_mirror_rs/parameters/default_io_balance
+		[ "$cfg" = rs-param ] || mirror="0 $SECTORS mirror core 2 1024 nosync 2 $REMOTE 0 $LOCAL 0"
 		use_rust && echo adaptive >"$param" || return 1
 		dm create "$BM" --table "$mirror"
 		local rc=$?
@@ -676,8 +703,12 @@ make_image() {
 copy_to() { dd if="$WORK/img" of="$1" bs=1M oflag=direct status=none; }
 
 NETNS=bench-srv
-setup_nbd() {
-	modprobe veth && modprobe sch_netem && modprobe nbd nbds_max=1 || return 1
+# The legs of the nbd and iscsi phases: the local null_blk, its copy for
+# `linear`, the remote leg's image file, and the link to the "remote"
+# network namespace, netem 15 ms each way at 1384 kbit/s on both ends.
+# setup_remote_net <transport>: the RTT is recorded as <transport>.rtt_ms.
+setup_remote_net() {
+	modprobe veth && modprobe sch_netem || return 1
 	mk_nullb bl_local "$DEV_MB" && mk_nullb bl_scratch "$DEV_MB" || return 1
 	copy_to /dev/bl_local && copy_to /dev/bl_scratch && cp "$WORK/img" "$WORK/remote.img" || return 1
 	$IP netns add $NETNS &&
@@ -688,6 +719,21 @@ setup_nbd() {
 		$IP -n $NETNS link set lo up || return 1
 	$TC qdisc add dev bench-c root netem delay 15ms rate 1384kbit &&
 		$TC -n $NETNS qdisc add dev bench-s root netem delay 15ms rate 1384kbit || return 1
+	meta "$1.rtt_ms" "$(ping -c 2 -q 10.99.0.2 2>/dev/null | awk -F/ '/min\/avg/ { print $4 }')"
+}
+teardown_remote_net() {
+	local pids
+	pids=$($IP netns pids $NETNS 2>/dev/null)
+	[ -z "$pids" ] || kill $pids 2>/dev/null
+	sleep 0.2
+	$IP netns del $NETNS 2>/dev/null
+	$IP link del bench-c 2>/dev/null
+	rm_nullbs
+	rm -f "$WORK/remote.img"
+}
+
+setup_nbd() {
+	modprobe nbd nbds_max=1 && setup_remote_net nbd || return 1
 	cat >"$WORK/nbd.conf" <<-EOF
 		[generic]
 		listenaddr = 10.99.0.2
@@ -704,18 +750,52 @@ setup_nbd() {
 	[ "$(blockdev --getsz /dev/nbd0 2>/dev/null)" = "$SECTORS" ] || return 1
 	LOCAL=/dev/bl_local REMOTE=/dev/nbd0 SCRATCH=/dev/bl_scratch
 	meta nbd.remote "NBD over veth, netem delay 15ms rate 1384kbit on both ends"
-	meta nbd.rtt_ms "$(ping -c 2 -q 10.99.0.2 2>/dev/null | awk -F/ '/min\/avg/ { print $4 }')"
 }
 teardown_nbd() {
 	nbd-client -d /dev/nbd0 >/dev/null 2>&1
-	local pids
-	pids=$($IP netns pids $NETNS 2>/dev/null)
-	[ -z "$pids" ] || kill $pids 2>/dev/null
-	sleep 0.2
-	$IP netns del $NETNS 2>/dev/null
-	$IP link del bench-c 2>/dev/null
-	rm_nullbs
-	rm -f "$WORK/remote.img"
+	teardown_remote_net
+}
+
+# The iscsi phase: the reference experiment's transport.  tgt (tgtd, a
+# userspace target) serves the image file from the remote namespace; the
+# guest logs in with open-iscsi (iscsid, the kernel's iscsi_tcp) and the
+# LUN is the remote leg.
+ISCSI_IQN=iqn.2026-12.org.dm-mirror-rs:remote
+setup_iscsi() {
+	setup_remote_net iscsi || return 1
+	mkdir -p /run/tgtd /etc/iscsi/nodes /etc/iscsi/send_targets /run/lock/iscsi /var/lib/iscsi
+	echo "InitiatorName=iqn.2026-12.org.dm-mirror-rs:guest" >/etc/iscsi/initiatorname.iscsi
+	: >/etc/iscsi/iscsid.conf
+	$IP netns exec $NETNS tgtd --iscsi portal=10.99.0.2:3260 || return 1
+	local i
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		$IP netns exec $NETNS tgtadm --lld iscsi --op show --mode target >/dev/null 2>&1 && break
+		sleep 0.5
+	done
+	$IP netns exec $NETNS tgtadm --lld iscsi --op new --mode target --tid 1 -T $ISCSI_IQN &&
+		$IP netns exec $NETNS tgtadm --lld iscsi --op new --mode logicalunit --tid 1 --lun 1 \
+			-b "$WORK/remote.img" &&
+		$IP netns exec $NETNS tgtadm --lld iscsi --op bind --mode target --tid 1 -I ALL || return 1
+	iscsid || return 1
+	iscsiadm -m discovery -t sendtargets -p 10.99.0.2 >"$ERR" 2>&1 || return 1
+	iscsiadm -m node -T $ISCSI_IQN -p 10.99.0.2 --login >"$ERR" 2>&1 || return 1
+	local disk=
+	for i in $(seq 1 40); do
+		disk=$(iscsiadm -m session -P 3 2>/dev/null | awk '/Attached scsi disk/ { print $4; exit }')
+		[ -n "$disk" ] && [ -b "/dev/$disk" ] && break
+		disk=
+		sleep 0.25
+	done
+	[ -n "$disk" ] || { echo "no disk attached after the iSCSI login"; return 1; }
+	[ "$(blockdev --getsz "/dev/$disk")" = "$SECTORS" ] || { echo "/dev/$disk: wrong size"; return 1; }
+	LOCAL=/dev/bl_local REMOTE=/dev/$disk SCRATCH=/dev/bl_scratch
+	meta iscsi.remote "iSCSI (tgt target, open-iscsi initiator) over veth, netem delay 15ms rate 1384kbit on both ends"
+}
+teardown_iscsi() {
+	iscsiadm -m node --logoutall=all >/dev/null 2>&1
+	iscsiadm -k 0 >/dev/null 2>&1
+	rm -rf /etc/iscsi/nodes/* /etc/iscsi/send_targets/*
+	teardown_remote_net
 }
 
 # The write phase: the nbd phase's legs, plus md's metadata devices.
@@ -741,9 +821,11 @@ teardown_delay() {
 	rm_nullbs
 }
 
-# The matrix phase: the nbd phase's legs.
+# The matrix phases: the nbd and iscsi phases' legs.
 setup_matrix() { setup_nbd; }
 teardown_matrix() { teardown_nbd; }
+setup_matrix-iscsi() { setup_iscsi; }
+teardown_matrix-iscsi() { teardown_iscsi; }
 
 setup_equal() {
 	# Not written: the cap would make that take DEV_MB / MBPS seconds, and
@@ -848,6 +930,7 @@ run_phase() {
 cleanup() {
 	destroy >/dev/null 2>&1
 	teardown_nbd >/dev/null 2>&1
+	teardown_iscsi >/dev/null 2>&1
 	teardown_delay >/dev/null 2>&1
 	teardown_step >/dev/null 2>&1
 	rm_nullbs >/dev/null 2>&1

@@ -149,6 +149,10 @@ END {
 				"delay 15ms rate 1384kbit" > body
 			if (meta["nbd.rtt_ms"] != "") printf " on both ends (ping RTT %s ms)", meta["nbd.rtt_ms"] > body
 			print ".\n" > body
+		} else if (p == "iscsi") {
+			printf "Local leg: memory-backed null_blk.  Remote leg: %s", meta["iscsi.remote"] > body
+			if (meta["iscsi.rtt_ms"] != "") printf " (ping RTT %s ms)", meta["iscsi.rtt_ms"] > body
+			print ".  The `-rf` configurations list the remote leg first.\n" > body
 		} else if (p == "write") {
 			print "The `nbd` phase's legs.  Every write goes to both legs; `md-raid1-wb` and `rs-wb` acknowledge it once the local leg has it" > body
 			print "and copy it to the remote leg in the background (at most " meta["write.max_write_behind"] " sectors behind).  *drain*: how long after the" > body
@@ -164,8 +168,8 @@ END {
 		} else if (p == "cpu" && meta["cpu.legs"] != "") {
 			print "Legs: " meta["cpu.legs"] ".  IOPS here measure the CPU cost of the whole I/O path under TCG;" > body
 			print "*fio-randwrite-qd1*: the write phase's QD1 writes without a remote leg (what the write path itself costs).\n" > body
-		} else if (p == "matrix") {
-			print "The `nbd` phase's legs.  Direct reads over " meta["fio_region_mb"] " MiB, at most " meta["fio_cap"] " each; every configuration is created" > body
+		} else if (p == "matrix" || p == "matrix-iscsi") {
+			print "The `" (p == "matrix" ? "nbd" : "iscsi") "` phase's legs.  Direct reads over " meta["fio_region_mb"] " MiB, at most " meta["fio_cap"] " each; every configuration is created" > body
 			print "anew in each repetition and its cells run top to bottom, so the first cell reads a just-created mapping." > body
 			print "The best static choice is the local leg (`c-mirror`, `rs-local`).\n" > body
 		}
