@@ -795,6 +795,16 @@ teardown_iscsi() {
 	iscsiadm -m node --logoutall=all >/dev/null 2>&1
 	iscsiadm -k 0 >/dev/null 2>&1
 	rm -rf /etc/iscsi/nodes/* /etc/iscsi/send_targets/*
+	# tgtd ignores SIGTERM while it has targets: stop it the way its
+	# service does, then make sure (the next phase starts another).
+	$IP netns exec $NETNS tgtadm --op update --mode sys --name State -v offline >/dev/null 2>&1
+	$IP netns exec $NETNS tgtadm --op delete --mode system --force >/dev/null 2>&1
+	local i
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		[ -z "$($IP netns pids $NETNS 2>/dev/null)" ] && break
+		sleep 0.2
+	done
+	$IP netns pids $NETNS 2>/dev/null | xargs -r kill -9 2>/dev/null
 	teardown_remote_net
 }
 
