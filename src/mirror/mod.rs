@@ -31,7 +31,7 @@ use crate::mcore::{
     io_balance::{parse_default_policy, Command, DEFAULT_POLICY_MAX_LEN},
     legs::{LegSet, MAX_LEGS},
     message::{parse_message, Message},
-    policy::{Balancer, ReadRequest},
+    policy::{Balancer, Completion, CompletionMailbox, ReadRequest},
     status::{self, LegErrors, LegHealth},
     table::{region_count, Features, LegSpec, MirrorTable},
     write_mostly::{write_behind_report, WriteMostlyError},
@@ -185,6 +185,10 @@ pub(crate) struct MirrorSet {
     features: Features,
     #[pin]
     state: SpinLockIrq<LegState>,
+    /// Completions of user reads, accounted without `state`'s lock: the
+    /// next holder of the lock folds them into the balancer before it
+    /// decides anything with it.
+    completions: CompletionMailbox,
     #[pin]
     queues: SpinLockIrq<Queues>,
     /// Copies to write-mostly legs in flight (dm core does not wait for
@@ -328,6 +332,7 @@ impl MirrorSet {
             behind,
             ..
         } = &mut *st;
+        self.completions.fold_into(balancer);
         let Ok(fresh) = freshness.fresh(region) else {
             return (None, balancer.wants_probe_read(healthy));
         };
@@ -355,12 +360,32 @@ impl MirrorSet {
         }
     }
 
+    /// Accounts a user read's completion: through the mailbox when it
+    /// succeeded (no lock), under the lock when it failed (the failure is
+    /// handled under it next) or the mailbox is full.
     fn complete_read(&self, leg: usize, sectors: u32, start_ns: u64, ok: bool) {
-        let latency = dm::now_ns().saturating_sub(start_ns);
-        self.state
-            .lock()
-            .balancer
-            .complete_sized(leg, latency, sectors, ok);
+        let completion = Completion {
+            leg,
+            latency_ns: dm::now_ns().saturating_sub(start_ns),
+            nr_sectors: sectors,
+            ok,
+        };
+        let completion = if ok {
+            match self.completions.post(completion) {
+                Ok(()) => return,
+                Err(c) => c,
+            }
+        } else {
+            completion
+        };
+        let mut st = self.state.lock();
+        self.completions.fold_into(&mut st.balancer);
+        st.balancer.complete_sized(
+            completion.leg,
+            completion.latency_ns,
+            completion.nr_sectors,
+            completion.ok,
+        );
     }
 
     fn queue(
@@ -914,6 +939,7 @@ impl TargetOperations for MirrorSet {
                     },
                     "MirrorSet::state"
                 ),
+                completions: CompletionMailbox::new(),
                 queues <- new_spinlock_irq!(
                     Queues {
                         reads: BioList::new(),
@@ -1194,6 +1220,7 @@ impl TargetOperations for MirrorSet {
             }
         };
         let mut st = self.state.lock();
+        self.completions.fold_into(&mut st.balancer);
         let healthy = st.usable(self.nr_legs());
         if let Command::Show = cmd {
             // Formatted outside the IRQ-off lock, from a copy.

@@ -53,6 +53,7 @@ impl MirrorSet {
             }
             let (leg, nth) = {
                 let mut st = self.state.lock();
+                self.completions.fold_into(&mut st.balancer);
                 let usable = st.usable(self.nr_legs());
                 let Some(leg) = st.balancer.next_probe_read(usable, dm::now_ns()) else {
                     return;
@@ -114,6 +115,7 @@ impl MirrorSet {
         let (leg, sectors) = untag(tag);
         let more = {
             let mut st = self.state.lock();
+            self.completions.fold_into(&mut st.balancer);
             st.balancer
                 .complete_probe_read(leg, dm::now_ns(), sectors, !failed);
             let usable = st.usable(self.nr_legs());

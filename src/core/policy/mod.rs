@@ -20,11 +20,13 @@
 
 pub mod adaptive;
 pub mod balancer;
+pub mod completions;
 pub mod round_robin;
 pub mod weighted;
 
 pub use adaptive::Adaptive;
 pub use balancer::{Balancer, BalancerError, MirrorState, ReadRequest};
+pub use completions::{Completion, CompletionMailbox};
 pub use round_robin::RoundRobin;
 pub use weighted::Weighted;
 
