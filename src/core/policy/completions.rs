@@ -6,8 +6,8 @@
 //! a leg. Accounting the read's completion under the same lock, from the
 //! completion handler, would take it a second time on every read; dm-raid1
 //! takes no lock on either side. [`CompletionMailbox`] lets the completion
-//! handler leave the completion in one of a few slots per leg with two
-//! atomic operations; whoever next holds the lock (the next choice, a probe
+//! handler leave the completion in one of a few slots per leg with one
+//! compare-and-swap; whoever next holds the lock (the next choice, a probe
 //! decision, `io_balance show`) folds the waiting completions into the
 //! [`Balancer`] with [`CompletionMailbox::fold_into`] before deciding
 //! anything. When every slot of a leg is taken, [`CompletionMailbox::post`]
@@ -18,7 +18,7 @@
 //! they all happened since the last fold, which is what the policies see
 //! of them anyway (a choice only ever sees the completions before it).
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::super::legs::MAX_LEGS;
 use super::{Balancer, MAX_LATENCY_SAMPLE_NS};
@@ -73,14 +73,13 @@ impl Completion {
 /// any CPU and in any context (no lock, no sleeping, no allocation);
 /// [`fold_into`](Self::fold_into) must be called by one holder of the lock
 /// that protects the balancer at a time.
-// INVARIANT: a slot is 0 or an encoded completion; bit `i` of
-// `posted[leg]` is set only after `slots[leg][i]` was filled, and a slot is
-// emptied only by `fold_into`, which clears the bit first. So a completion
-// is folded exactly once: by the first fold that sees its bit.
+// INVARIANT: a slot is 0 (empty) or an encoded completion (never 0); `post`
+// fills only an empty slot (compare-and-swap from 0) and only `drain`, one
+// caller at a time, empties a full one (swap to 0). So a completion is
+// taken exactly once: by the first drain that sees its slot full.
 #[derive(Debug, Default)]
 pub struct CompletionMailbox {
     slots: [[AtomicU64; SLOTS_PER_LEG]; MAX_LEGS],
-    posted: [AtomicU32; MAX_LEGS],
 }
 
 impl CompletionMailbox {
@@ -93,21 +92,17 @@ impl CompletionMailbox {
     /// slot of its leg is taken (or the leg is out of range), for the
     /// caller to account under the lock.
     pub fn post(&self, completion: Completion) -> Result<(), Completion> {
-        let (Some(slots), Some(posted)) = (
-            self.slots.get(completion.leg),
-            self.posted.get(completion.leg),
-        ) else {
+        let Some(slots) = self.slots.get(completion.leg) else {
             return Err(completion);
         };
         let word = completion.encode();
-        for (bit, slot) in slots.iter().enumerate() {
-            // Relaxed is enough for the slot: the word is the whole
-            // message, and the bit below publishes it.
+        for slot in slots {
+            // Release: pairs with the Acquire of `drain`'s load (the word
+            // is the whole message; the ordering is for its readers' sake).
             if slot
-                .compare_exchange(0, word, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
                 .is_ok()
             {
-                posted.fetch_or(1 << bit, Ordering::Release);
                 return Ok(());
             }
         }
@@ -117,33 +112,23 @@ impl CompletionMailbox {
     /// Whether some completion is waiting (a hint: one may be posted right
     /// after).
     pub fn is_empty(&self) -> bool {
-        self.posted
+        self.slots
             .iter()
-            .all(|posted| posted.load(Ordering::Relaxed) == 0)
+            .flatten()
+            .all(|slot| slot.load(Ordering::Relaxed) == 0)
     }
 
-    /// Takes every waiting completion of the first `nr_legs` legs whose
-    /// slot is published, in leg and slot order, and passes it to `f`.
-    /// Returns how many were taken.
+    /// Takes every waiting completion of the first `nr_legs` legs, in leg
+    /// and slot order, and passes it to `f`. Returns how many were taken.
     pub fn drain(&self, nr_legs: usize, mut f: impl FnMut(Completion)) -> usize {
         let mut taken: usize = 0;
-        for (leg, (slots, posted)) in self
-            .slots
-            .iter()
-            .zip(self.posted.iter())
-            .take(nr_legs)
-            .enumerate()
-        {
-            // The common case, nothing posted, costs a load.
-            if posted.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            let bits = posted.swap(0, Ordering::Acquire);
-            for (bit, slot) in slots.iter().enumerate() {
-                if bits & (1 << bit) == 0 {
+        for (leg, slots) in self.slots.iter().take(nr_legs).enumerate() {
+            for slot in slots {
+                // The common case, an empty slot, costs a load.
+                if slot.load(Ordering::Acquire) == 0 {
                     continue;
                 }
-                let word = slot.swap(0, Ordering::Relaxed);
+                let word = slot.swap(0, Ordering::Acquire);
                 if word & POSTED != 0 {
                     f(Completion::decode(leg, word));
                     taken = taken.saturating_add(1);
