@@ -992,9 +992,16 @@ impl TargetOperations for MirrorSet {
                 if kind == BioKind::Discard {
                     q.discards_queued = q.discards_queued.saturating_add(1);
                 }
+                // As dm-raid1's queue_bio(): only the write that finds the
+                // list empty wakes the worker. Whoever queued the writes
+                // already there woke it after queueing, and the worker
+                // takes the whole list at once, so it runs after them all.
+                let wake = q.writes.is_empty();
                 q.writes.push(owned);
                 drop(q);
-                self.worker.queue();
+                if wake {
+                    self.worker.queue();
+                }
                 mapped
             }
             BioKind::Read => {
