@@ -85,7 +85,7 @@ fn run(policy: Option<PolicySpec>, mailbox: bool) -> f64 {
                     nr_sectors: 8,
                     ok: true,
                 };
-                if let Err(c) = mb.post(c) {
+                if !mb.post(c) {
                     b.complete_sized(c.leg, c.latency_ns, c.nr_sectors, c.ok);
                 }
             } else {

@@ -42,7 +42,7 @@ use kernel::{
     error::code::{EAGAIN, EINVAL, EIO, ENOMEM},
     new_condvar,
     prelude::*,
-    sync::{new_spinlock_irq, CondVar, SpinLockIrq},
+    sync::{new_spinlock_irq, CondVar, SpinLockIrq, SpinLockIrqGuard},
 };
 use leg::Leg;
 use write_behind::BehindState;
@@ -324,7 +324,7 @@ impl MirrorSet {
             nr_sectors,
             now_ns,
         };
-        let mut st = self.state.lock();
+        let mut st = self.lock_balancing();
         let healthy = st.usable(self.nr_legs());
         let LegState {
             freshness,
@@ -332,7 +332,6 @@ impl MirrorSet {
             behind,
             ..
         } = &mut *st;
-        self.completions.fold_into(balancer);
         let Ok(fresh) = freshness.fresh(region) else {
             return (None, balancer.wants_probe_read(healthy));
         };
@@ -360,6 +359,15 @@ impl MirrorSet {
         }
     }
 
+    /// The state lock, with the read completions posted since its last
+    /// holder folded into the balancer: whatever decides with the
+    /// balancer's statistics takes the lock through this.
+    fn lock_balancing(&self) -> SpinLockIrqGuard<'_, LegState> {
+        let mut st = self.state.lock();
+        self.completions.fold_into(&mut st.balancer);
+        st
+    }
+
     /// Accounts a user read's completion: through the mailbox when it
     /// succeeded (no lock), under the lock when it failed (the failure is
     /// handled under it next) or the mailbox is full.
@@ -370,22 +378,12 @@ impl MirrorSet {
             nr_sectors: sectors,
             ok,
         };
-        let completion = if ok {
-            match self.completions.post(completion) {
-                Ok(()) => return,
-                Err(c) => c,
-            }
-        } else {
-            completion
-        };
-        let mut st = self.state.lock();
-        self.completions.fold_into(&mut st.balancer);
-        st.balancer.complete_sized(
-            completion.leg,
-            completion.latency_ns,
-            completion.nr_sectors,
-            completion.ok,
-        );
+        if ok && self.completions.post(completion) {
+            return;
+        }
+        self.lock_balancing()
+            .balancer
+            .complete_sized(leg, completion.latency_ns, sectors, ok);
     }
 
     fn queue(
@@ -1226,8 +1224,7 @@ impl TargetOperations for MirrorSet {
                 return Ok(false);
             }
         };
-        let mut st = self.state.lock();
-        self.completions.fold_into(&mut st.balancer);
+        let mut st = self.lock_balancing();
         let healthy = st.usable(self.nr_legs());
         if let Command::Show = cmd {
             // Formatted outside the IRQ-off lock, from a copy.

@@ -52,8 +52,7 @@ impl MirrorSet {
                 return;
             }
             let (leg, nth) = {
-                let mut st = self.state.lock();
-                self.completions.fold_into(&mut st.balancer);
+                let mut st = self.lock_balancing();
                 let usable = st.usable(self.nr_legs());
                 let Some(leg) = st.balancer.next_probe_read(usable, dm::now_ns()) else {
                     return;
@@ -114,8 +113,7 @@ impl MirrorSet {
     pub(super) fn probe_read_done(&self, buf: KVVec<u8>, tag: u64, failed: bool) {
         let (leg, sectors) = untag(tag);
         let more = {
-            let mut st = self.state.lock();
-            self.completions.fold_into(&mut st.balancer);
+            let mut st = self.lock_balancing();
             st.balancer
                 .complete_probe_read(leg, dm::now_ns(), sectors, !failed);
             let usable = st.usable(self.nr_legs());

@@ -11,8 +11,8 @@
 //! decision, `io_balance show`) folds the waiting completions into the
 //! [`Balancer`] with [`CompletionMailbox::fold_into`] before deciding
 //! anything. When every slot of a leg is taken, [`CompletionMailbox::post`]
-//! hands the completion back and the caller accounts it under the lock as
-//! before, so no completion is ever lost.
+//! says so and the caller accounts the completion under the lock as before,
+//! so no completion is ever lost.
 //!
 //! Completions are folded in slot order, not in the order they happened;
 //! they all happened since the last fold, which is what the policies see
@@ -88,12 +88,13 @@ impl CompletionMailbox {
         Self::default()
     }
 
-    /// Leaves `completion` for the next fold; hands it back when every
-    /// slot of its leg is taken (or the leg is out of range), for the
-    /// caller to account under the lock.
-    pub fn post(&self, completion: Completion) -> Result<(), Completion> {
+    /// Leaves `completion` for the next fold. `false` when every slot of
+    /// its leg is taken (or the leg is out of range): the caller accounts
+    /// it under the lock instead.
+    #[must_use]
+    pub fn post(&self, completion: Completion) -> bool {
         let Some(slots) = self.slots.get(completion.leg) else {
-            return Err(completion);
+            return false;
         };
         let word = completion.encode();
         for slot in slots {
@@ -103,19 +104,10 @@ impl CompletionMailbox {
                 .compare_exchange(0, word, Ordering::Release, Ordering::Relaxed)
                 .is_ok()
             {
-                return Ok(());
+                return true;
             }
         }
-        Err(completion)
-    }
-
-    /// Whether some completion is waiting (a hint: one may be posted right
-    /// after).
-    pub fn is_empty(&self) -> bool {
-        self.slots
-            .iter()
-            .flatten()
-            .all(|slot| slot.load(Ordering::Relaxed) == 0)
+        false
     }
 
     /// Takes every waiting completion of the first `nr_legs` legs, in leg
@@ -167,39 +159,34 @@ mod tests {
     #[test]
     fn posted_completions_come_back_once() {
         let mb = CompletionMailbox::new();
-        assert!(mb.is_empty());
-        mb.post(c(0, 1000, 8, true)).unwrap();
-        mb.post(c(1, 5, 2048, false)).unwrap();
-        assert!(!mb.is_empty());
+        assert_eq!(mb.drain(MAX_LEGS, |_| panic!("nothing was posted")), 0);
+        assert!(mb.post(c(0, 1000, 8, true)));
+        assert!(mb.post(c(1, 5, 2048, false)));
         let mut got = Vec::new();
         assert_eq!(mb.drain(MAX_LEGS, |x| got.push(x)), 2);
         assert_eq!(got, [c(0, 1000, 8, true), c(1, 5, 2048, false)]);
-        assert!(mb.is_empty());
         assert_eq!(mb.drain(MAX_LEGS, |_| panic!("drained twice")), 0);
     }
 
     #[test]
-    fn a_full_leg_hands_the_completion_back() {
+    fn a_full_leg_refuses_the_completion() {
         let mb = CompletionMailbox::new();
         for i in 0..SLOTS_PER_LEG {
-            mb.post(c(0, i as u64 + 1, 8, true)).unwrap();
+            assert!(mb.post(c(0, i as u64 + 1, 8, true)));
         }
-        assert_eq!(mb.post(c(0, 99, 8, true)), Err(c(0, 99, 8, true)));
+        assert!(!mb.post(c(0, 99, 8, true)));
         // The other legs still have room.
-        mb.post(c(1, 7, 8, true)).unwrap();
-        assert_eq!(
-            mb.post(c(MAX_LEGS, 7, 8, true)),
-            Err(c(MAX_LEGS, 7, 8, true))
-        );
+        assert!(mb.post(c(1, 7, 8, true)));
+        assert!(!mb.post(c(MAX_LEGS, 7, 8, true)));
         assert_eq!(mb.drain(MAX_LEGS, |_| ()), SLOTS_PER_LEG + 1);
-        mb.post(c(0, 99, 8, true)).unwrap();
+        assert!(mb.post(c(0, 99, 8, true)));
     }
 
     #[test]
     fn out_of_range_values_are_clamped() {
         let mb = CompletionMailbox::new();
-        mb.post(c(2, u64::MAX, u32::MAX, true)).unwrap();
-        mb.post(c(2, 0, 0, false)).unwrap();
+        assert!(mb.post(c(2, u64::MAX, u32::MAX, true)));
+        assert!(mb.post(c(2, 0, 0, false)));
         let mut got = Vec::new();
         mb.drain(MAX_LEGS, |x| got.push(x));
         assert_eq!(
@@ -240,7 +227,7 @@ mod tests {
             let leg = a.unwrap();
             let latency = 100_000 + 1000 * (i % 7) + 50_000 * leg as u64;
             direct.complete_sized(leg, latency, 8, true);
-            mb.post(c(leg, latency, 8, true)).unwrap();
+            assert!(mb.post(c(leg, latency, 8, true)));
         }
         mb.fold_into(&mut folded);
         assert_eq!(direct, folded);
@@ -258,7 +245,7 @@ mod tests {
                     let mut sum = 0u64;
                     for i in 0..per_thread {
                         let latency = t * per_thread + i + 1;
-                        if mb.post(c((t % 2) as usize, latency, 8, true)).is_err() {
+                        if !mb.post(c((t % 2) as usize, latency, 8, true)) {
                             // Accounted "under the lock" by the caller.
                             handed_back += latency;
                         }
@@ -281,7 +268,10 @@ mod tests {
             handed_back += h;
         }
         mb.drain(MAX_LEGS, |x| folded += x.latency_ns);
-        assert!(mb.is_empty());
+        assert_eq!(
+            mb.drain(MAX_LEGS, |_| panic!("left after the last drain")),
+            0
+        );
         assert_eq!(folded + handed_back, sum);
     }
 
