@@ -315,25 +315,26 @@ msg() { dmsetup message -- "$BM" 0 io_balance "$@"; }
 # create <config>: /dev/mapper/bm for the configuration, on $LOCAL/$REMOTE.
 create() {
 	local cfg=$1 mirror="0 $SECTORS mirror core 2 1024 nosync 2 $LOCAL 0 $REMOTE 0"
+	# The same with the remote leg listed first (the default leg).
+	local mirror_rf="0 $SECTORS mirror core 2 1024 nosync 2 $REMOTE 0 $LOCAL 0"
 	case "$cfg" in
 	linear) dm create "$BM" --table "0 $SECTORS linear ${SCRATCH:-$LOCAL} 0" ;;
 	c-mirror) use_c && dm create "$BM" --table "$mirror" ;;
 	c-mirror-rf)
-		use_c && dm create "$BM" --table "0 $SECTORS mirror core 2 1024 nosync 2 $REMOTE 0 $LOCAL 0"
+		use_c && dm create "$BM" --table "$mirror_rf"
 		;;
 	rs-wb)
 		use_rust && dm create "$BM" --table \
 			"$mirror 4 write_mostly 1 max_write_behind $WRITE_BEHIND"
 		;;
 	rs-adaptive-rf)
-		use_rust && dm create "$BM" --table \
-			"0 $SECTORS mirror core 2 1024 nosync 2 $REMOTE 0 $LOCAL 0 2 io_balance adaptive"
+		use_rust && dm create "$BM" --table "$mirror_rf 2 io_balance adaptive"
 		;;
 	rs-param|rs-param-rf)
 		# The table lvm2 would load, no message: the policy comes from the
 		# module parameter (set through sysfs for this mapping only).
 		local param=/sys/module/dm_mirror_rs/parameters/default_io_balance
-		[ "$cfg" = rs-param ] || mirror="0 $SECTORS mirror core 2 1024 nosync 2 $REMOTE 0 $LOCAL 0"
+		[ "$cfg" = rs-param ] || mirror=$mirror_rf
 		use_rust && echo adaptive >"$param" || return 1
 		dm create "$BM" --table "$mirror"
 		local rc=$?
