@@ -54,6 +54,9 @@ void dmmr_rh_mark_sector_nosync(struct dm_region_hash *rh, sector_t sector);
 struct workqueue_struct *dmmr_alloc_workqueue(const char *name, unsigned int flags);
 void dmmr_init_work(struct work_struct *work, work_func_t fn);
 bool dmmr_queue_work(struct workqueue_struct *wq, struct work_struct *work);
+void dmmr_init_delayed_work(struct delayed_work *dwork, work_func_t fn);
+bool dmmr_queue_delayed_work(struct workqueue_struct *wq, struct delayed_work *dwork,
+			     unsigned int msecs);
 void dmmr_flush_workqueue(struct workqueue_struct *wq);
 
 /* Recovery waiters (dm-raid1's _kmirrord_recovery_stopped). */

@@ -122,6 +122,17 @@ bool dmmr_queue_work(struct workqueue_struct *wq, struct work_struct *work)
 	return queue_work(wq, work);
 }
 
+void dmmr_init_delayed_work(struct delayed_work *dwork, work_func_t fn)
+{
+	INIT_DELAYED_WORK(dwork, fn);
+}
+
+bool dmmr_queue_delayed_work(struct workqueue_struct *wq, struct delayed_work *dwork,
+			     unsigned int msecs)
+{
+	return queue_delayed_work(wq, dwork, msecs_to_jiffies(msecs));
+}
+
 void dmmr_flush_workqueue(struct workqueue_struct *wq)
 {
 	flush_workqueue(wq);

@@ -20,15 +20,22 @@ pub(crate) trait WorkerCallback: TargetOperations {
     fn work(&self);
 }
 
-/// The work item and the target it works for.
+/// The work item, its timer, and the target it works for.
 ///
 /// `work` must stay the first field: the work function gets a pointer to it
-/// and casts it back to the whole struct.
+/// and casts it back to the whole struct. The timer's function finds the
+/// struct from `delayed` (C's `container_of`, hence `repr(C)`).
 #[repr(C)]
 struct WorkItem {
     /// Written by the work queue code (C) whenever it queues or runs it.
     work: Opaque<bindings::work_struct>,
+    /// Queues `work` when its timer expires ([`Worker::queue_after`]). A
+    /// work item of its own that only queues `work`: the target's work
+    /// function never runs twice at once.
+    delayed: Opaque<bindings::delayed_work>,
     ti: *mut bindings::dm_target,
+    /// The queue both run on; set once, before either can be queued.
+    wq: *mut bindings::workqueue_struct,
 }
 
 /// Flags of a work queue (`WQ_*`).
@@ -53,8 +60,9 @@ impl QueueFlags {
 ///
 /// # Invariants
 ///
-/// `wq` is a live work queue and `item` an initialised work item for `item.ti`,
-/// whose private data is a `T` from the end of the constructor until the
+/// `wq` is a live work queue and `item` holds an initialised work item and
+/// an initialised delayed work item for `item.ti`, with `item.wq == wq`; its
+/// private data is a `T` from the end of the constructor until the
 /// destructor has called [`Worker::flush`] (the dtr trampoline calls
 /// [`TargetOperations::stop`], which must flush, before dropping `T`).
 pub(crate) struct Worker<T: WorkerCallback> {
@@ -72,19 +80,25 @@ impl<T: WorkerCallback> Worker<T> {
     /// through `ti->private`, so it must be idle before the instance goes.
     pub(crate) fn new(target: &Target<T>, name: &'static CStr, flags: QueueFlags) -> Result<Self> {
         const { assert!(T::HAS_STOP, "a target with a Worker must implement stop()") };
-        let item = KBox::new(
+        let mut item = KBox::new(
             WorkItem {
                 work: Opaque::uninit(),
+                delayed: Opaque::uninit(),
                 ti: target.as_raw(),
+                wq: core::ptr::null_mut(),
             },
             GFP_KERNEL,
         )?;
-        // SAFETY: `item.work` is boxed (it never moves) and not queued;
-        // `INIT_WORK` initialises it.
-        unsafe { bindings::dmmr_init_work(item.work.get(), Some(work_fn::<T>)) };
+        // SAFETY: `item.work` and `item.delayed` are boxed (they never move)
+        // and not queued; `INIT_WORK` and `INIT_DELAYED_WORK` initialise them.
+        unsafe {
+            bindings::dmmr_init_work(item.work.get(), Some(work_fn::<T>));
+            bindings::dmmr_init_delayed_work(item.delayed.get(), Some(delayed_fn));
+        }
         // SAFETY: `name` is NUL-terminated and static.
         let wq = unsafe { bindings::dmmr_alloc_workqueue(name.as_char_ptr(), flags.0) };
         let wq = NonNull::new(wq).ok_or(ENOMEM)?;
+        item.wq = wq.as_ptr();
         // INVARIANT: a fresh queue and work item for `target`.
         Ok(Self {
             wq,
@@ -102,6 +116,16 @@ impl<T: WorkerCallback> Worker<T> {
         unsafe { bindings::dmmr_queue_work(self.wq.as_ptr(), self.item.work.get()) };
     }
 
+    /// Queues the work item in `msecs` milliseconds, unless a timer is
+    /// already set (then that one stands). Callable from any context.
+    pub(crate) fn queue_after(&self, msecs: u32) {
+        // SAFETY: as in `queue`; the delayed item is initialised and its
+        // queue set (type invariant), and `Opaque` lets C write it.
+        unsafe {
+            bindings::dmmr_queue_delayed_work(self.wq.as_ptr(), self.item.delayed.get(), msecs)
+        };
+    }
+
     /// Waits until the work item is idle (not queued, not running).
     pub(crate) fn flush(&self) {
         // SAFETY: `wq` is live. May sleep: process context only.
@@ -113,18 +137,27 @@ impl<T: WorkerCallback> Worker<T> {
     /// target's `stop` cannot start the work function on an instance being
     /// dropped. For `stop`; there is no re-enabling. May sleep.
     pub(crate) fn disable(&self) {
-        // SAFETY: the item is initialised (type invariant); disabling waits
-        // for a running instance and marks the item so that `queue_work`
-        // refuses it. May sleep: process context only.
-        unsafe { bindings::disable_work_sync(self.item.work.get()) };
+        // SAFETY: both items are initialised (type invariant); disabling
+        // cancels the timer, waits for a running instance and marks the
+        // item so that queueing refuses it. The timer's item goes first: it
+        // queues the other. May sleep: process context only.
+        unsafe {
+            bindings::disable_delayed_work_sync(self.item.delayed.get());
+            bindings::disable_work_sync(self.item.work.get());
+        }
     }
 }
 
 impl<T: WorkerCallback> Drop for Worker<T> {
     fn drop(&mut self) {
-        // SAFETY: `wq` is live and destroyed once; destroying drains it, so
-        // the work item is idle before its box is freed.
-        unsafe { bindings::destroy_workqueue(self.wq.as_ptr()) };
+        // SAFETY: the timer is cancelled first (draining the queue does not
+        // wait for timers; disabling twice is allowed). `wq` is live and
+        // destroyed once; destroying drains it, so both items are idle
+        // before their box is freed.
+        unsafe {
+            bindings::disable_delayed_work_sync(self.item.delayed.get());
+            bindings::destroy_workqueue(self.wq.as_ptr());
+        }
     }
 }
 
@@ -144,5 +177,24 @@ unsafe extern "C" fn work_fn<T: WorkerCallback>(work: *mut bindings::work_struct
     unsafe {
         let item = work.cast::<WorkItem>();
         super::private::<T>((*item).ti).work();
+    }
+}
+
+/// The timer's work function: queues the target's work item.
+///
+/// # Safety
+///
+/// Called by the work queue only, for the delayed item of a [`Worker`].
+unsafe extern "C" fn delayed_fn(work: *mut bindings::work_struct) {
+    // SAFETY: `work` is the first field of the `delayed_work` in a
+    // `WorkItem` (both `repr(C)`), so stepping back by that field's offset
+    // gives the item, which lives while its work can run (`Worker`
+    // invariant); its `wq` was set before the item could be queued.
+    unsafe {
+        let item = work
+            .cast::<u8>()
+            .sub(core::mem::offset_of!(WorkItem, delayed))
+            .cast::<WorkItem>();
+        bindings::dmmr_queue_work((*item).wq, (*item).work.get());
     }
 }
