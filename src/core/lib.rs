@@ -34,7 +34,9 @@
 //! - [`status`]: byte-exact `mirror_status()` output, and the bounded
 //!   writer dm's result buffers go through.
 //! - [`write_mostly`], [`write_behind`]: write-mostly legs and their
-//!   backlog (issue 13; host-tested, not used by the target yet).
+//!   backlog (issue 13).
+//! - [`hot_regions`]: regions whose log mark is on disk, written to from
+//!   `map` without the worker.
 //! - [`region_bits`]: the per-leg region bitmaps freshness and the backlog
 //!   keep.
 //! - [`ratelimit`], [`number`]: log-line rate limits, number parsing.
@@ -75,6 +77,7 @@
 //!   log's status); IMA = `write_ima_mirror_part` + log IMA status + `;`.
 
 pub mod freshness;
+pub mod hot_regions;
 pub mod io_balance;
 pub mod legs;
 pub mod message;
