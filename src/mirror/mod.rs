@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+mod hot;
 mod leg;
 mod probe;
 mod write_behind;
@@ -21,13 +22,14 @@ use crate::dm::{
     dirty_log::{DirtyLog, DirtyLogCallbacks},
     io::{IoClient, IoCompletion},
     kcopyd::{CopyCompletion, Kcopyd},
-    region_hash::{RegionHash, RegionHashCallbacks, RegionState},
+    region_hash::{PendingRef, RegionHash, RegionHashCallbacks, RegionState},
     worker::{QueueFlags, Worker, WorkerCallback},
     Args, Bio, BioDetails, BioKind, BioList, CtrError, EndIo, Mapped, OpFlags, OwnedBio, Region,
     Status, StatusType, StatusWriter, Target, TargetOperations,
 };
 use crate::mcore::{
     freshness::{Freshness, FreshnessError},
+    hot_regions::{write_hot_report, HotRegions},
     io_balance::{parse_default_policy, Command, DEFAULT_POLICY_MAX_LEN},
     legs::{LegSet, MAX_LEGS},
     message::{parse_message, Message},
@@ -37,6 +39,7 @@ use crate::mcore::{
     write_mostly::{write_behind_report, WriteMostlyError},
 };
 use core::fmt::Write;
+use hot::HotCandidates;
 use kernel::{
     alloc::KVVec,
     error::code::{EAGAIN, EINVAL, EIO, ENOMEM},
@@ -191,6 +194,11 @@ pub(crate) struct MirrorSet {
     completions: CompletionMailbox,
     #[pin]
     queues: SpinLockIrq<Queues>,
+    /// Regions whose log mark is on disk, which `map` writes to directly
+    /// (`crate::mcore::hot_regions`). Lock order: `hot`, then `state` or
+    /// `queues`.
+    #[pin]
+    hot: SpinLockIrq<HotRegions<PendingRef<MirrorSet>>>,
     /// Copies to write-mostly legs in flight (dm core does not wait for
     /// them: `stop` does).
     #[pin]
@@ -213,13 +221,15 @@ pub(crate) enum BioRecord {
     /// A write of data. `covers`: it writes every sector of its region;
     /// `one_leg`: the region is out of sync and the write went to this leg
     /// alone; `pending`: counted pending in the region hash; `behind`: the
-    /// write-mostly legs that get a copy later (the others got the bio).
+    /// write-mostly legs that get a copy later (the others got the bio);
+    /// `hot`: sent by `map` to a hot region, counted in `MirrorSet::hot`.
     Write {
         region: u64,
         covers: bool,
         one_leg: Option<u8>,
         pending: bool,
         behind: LegSet,
+        hot: bool,
     },
     /// An empty flush sent to the legs of `sent_to` only (write-behind).
     Flush { sent_to: LegSet },
@@ -405,8 +415,11 @@ impl MirrorSet {
     fn fail_leg(&self, idx: usize, kind: LegErrors) {
         let nr = self.nr_legs();
         let handle_errors = self.features.handle_errors;
+        self.state.lock().leg_failure = true;
+        // Writes take the worker's way again: it decides about failures
+        // (and keeps the set closed, seeing `leg_failure`).
+        self.close_hot();
         let mut st = self.state.lock();
-        st.leg_failure = true;
         let Some(errors) = st.errors.get_mut(idx) else {
             return;
         };
@@ -660,6 +673,7 @@ impl MirrorSet {
         let mut nosync = BioList::new();
         let mut recover = BioList::new();
         let mut discards = BioList::new();
+        let mut candidates = HotCandidates::new();
         while let Some(bio) = writes.pop() {
             match bio.kind() {
                 BioKind::Flush => {
@@ -676,7 +690,8 @@ impl MirrorSet {
             let region = bio.record().region();
             match self.rh.state(region, true) {
                 Ok(RegionState::Clean | RegionState::Dirty) => {
-                    if let Some(bio) = self.inc_pending(bio) {
+                    if let Some(mut bio) = self.inc_pending(bio) {
+                        self.hot_candidate(&mut candidates, &mut bio, region);
                         sync.push(bio);
                     }
                 }
@@ -692,6 +707,10 @@ impl MirrorSet {
         self.do_discards(discards);
         // The regions are marked dirty (in the log) before they are written.
         let flush_failed = self.rh.flush().is_err();
+        if flush_failed {
+            self.close_hot();
+        }
+        self.make_hot(candidates, !flush_failed);
         let (log_failure, leg_failure) = {
             let mut st = self.state.lock();
             // Only userspace clears a log failure (by reloading).
@@ -952,6 +971,7 @@ impl TargetOperations for MirrorSet {
                     },
                     "MirrorSet::queues"
                 ),
+                hot <- new_spinlock_irq!(HotRegions::new(), "MirrorSet::hot"),
                 buffer_ios <- BufferIos::new(),
                 behind_drained <- new_condvar!("MirrorSet::behind_drained"),
             }),
@@ -973,6 +993,21 @@ impl TargetOperations for MirrorSet {
             }
         };
         match kind {
+            BioKind::Write if self.hot.lock().start_write(region, dm::now_ns()) => {
+                // The region's mark is on disk and stays there until this
+                // write ends (`end_io`): nothing for the worker to do.
+                *bio.record() = BioRecord::Write {
+                    region,
+                    covers: self.covers_region(region, sector, bio.sectors()),
+                    one_leg: None,
+                    pending: false,
+                    behind: LegSet::EMPTY,
+                    hot: true,
+                };
+                let (owned, mapped) = bio.submitted();
+                self.write_to_all_legs(owned);
+                mapped
+            }
             BioKind::Write | BioKind::Flush | BioKind::Discard => {
                 *bio.record() = match kind {
                     BioKind::Write => BioRecord::Write {
@@ -981,6 +1016,7 @@ impl TargetOperations for MirrorSet {
                         one_leg: None,
                         pending: false,
                         behind: LegSet::EMPTY,
+                        hot: false,
                     },
                     BioKind::Discard => BioRecord::Discard { region },
                     _ => BioRecord::Other,
@@ -1048,6 +1084,7 @@ impl TargetOperations for MirrorSet {
                 covers,
                 one_leg,
                 pending,
+                hot,
                 ..
             } => {
                 if let Some(leg) = one_leg {
@@ -1058,6 +1095,9 @@ impl TargetOperations for MirrorSet {
                         LegSet::EMPTY
                     };
                     self.write_completed(region, reached, covers);
+                }
+                if hot {
+                    self.hot_write_done(region);
                 }
                 if pending && self.rh.dec(region).is_err() {
                     return bio.done(Status::io_error());
@@ -1100,12 +1140,17 @@ impl TargetOperations for MirrorSet {
         // after that: wait for kcopyd's callbacks first, then the worker.
         self.kcopyd.flush();
         self.worker.disable();
+        // A region hash must not be destroyed with pending writes.
+        self.release_all_hot();
     }
 
     fn presuspend(&self) {
         let mut holds = {
+            let mut hot = self.hot.lock();
+            hot.set_open(false);
             let mut q = self.queues.lock();
             q.suspended = true;
+            drop(hot);
             let mut holds = BioList::new();
             holds.append(&mut q.holds);
             holds
@@ -1134,6 +1179,10 @@ impl TargetOperations for MirrorSet {
         // No bio is in flight, but copies to write-mostly legs may be: the
         // log must not be suspended with regions they still hold.
         self.drain_behind();
+        // Nothing is in flight: the worker hands every hot region back
+        // and flushes the log clean.
+        self.worker.queue();
+        self.worker.flush();
         if self.log().postsuspend().is_err() {
             dm_warn!("log postsuspend failed");
         }
@@ -1203,6 +1252,11 @@ impl TargetOperations for MirrorSet {
             Message::IoBalance(cmd) => cmd,
             Message::WriteBehind(cmd) => {
                 let checked = {
+                    // Closed before the change, under its lock, so that no
+                    // write bypasses a backlog it enables; the worker opens
+                    // it again if the new settings allow.
+                    let mut hot = self.hot.lock();
+                    hot.set_open(false);
                     let mut st = self.state.lock();
                     let mut config = st.behind.config;
                     config.apply(&cmd);
@@ -1238,6 +1292,11 @@ impl TargetOperations for MirrorSet {
             drop(st);
             let _ = balancer.write_report(out, names, healthy, &stale);
             let _ = write_behind_report(out, names, &config, &stats, &oldest);
+            let (hot, open, hot_stats) = {
+                let hot = self.hot.lock();
+                (hot.len(), hot.is_open(), hot.stats())
+            };
+            let _ = write_hot_report(out, hot, open, &hot_stats);
             return Ok(true);
         }
         if let Command::SetDefaultLeg(leg) = cmd {
@@ -1461,7 +1520,12 @@ impl WorkerCallback for MirrorSet {
             failures.append(&mut q.failures);
             (reads, writes, failures)
         };
+        let released = self.refresh_hot();
         self.rh.update_states(self.features.handle_errors);
+        if released && self.rh.flush().is_err() {
+            self.state.lock().log_failure = true;
+            self.close_hot();
+        }
         self.do_recovery();
         self.do_reads(reads);
         self.do_writes(writes);
@@ -1470,6 +1534,7 @@ impl WorkerCallback for MirrorSet {
         self.dispatch_writes(BioList::new());
         self.do_failures(failures);
         self.send_probe_reads();
+        self.rearm_hot();
     }
 }
 
