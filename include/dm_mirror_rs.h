@@ -59,6 +59,13 @@ bool dmmr_queue_delayed_work(struct workqueue_struct *wq, struct delayed_work *d
 			     unsigned int msecs);
 void dmmr_flush_workqueue(struct workqueue_struct *wq);
 
+/*
+ * dm-mod's reserved_bio_based_ios parameter: how many bios and ios each
+ * dm-io client keeps in reserve. Exported by dm.c, declared in its private
+ * drivers/md/dm.h.
+ */
+unsigned int dm_get_reserved_bio_based_ios(void);
+
 /* Recovery waiters (dm-raid1's _kmirrord_recovery_stopped). */
 void dmmr_wake_recovery_waiters(void *context);
 void dmmr_wait_recovery_stopped(struct dm_region_hash *rh);

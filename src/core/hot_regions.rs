@@ -22,21 +22,20 @@
 //! region hot always finishes before the region can be marked clean.
 //!
 //! The set is closed whenever a write must not bypass the worker: a leg or
-//! the log failed, the mapping suspends, or write-behind is enabled (its
-//! copies are ordered by the worker). A closed set admits no write and
-//! hands every idle entry back.
+//! the log failed, the mapping suspends, or writes wait for room in the
+//! write-behind backlog (they go in order). A closed set admits no write
+//! and hands every idle entry back.
+
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Regions the set holds at most. The crash-time cost of a hot region is a
 /// resync of it (64 of lvm2's 512 KiB regions: 32 MiB).
 pub const HOT_REGIONS: usize = 64;
 
 /// Slots a region may occupy, from its home slot on: a lookup reads this
-/// many entries, not the whole set (a region finding them all taken is
-/// not made hot).
+/// many entries, not the whole set (a region finding them all taken
+/// replaces the least recently written of them).
 const PROBES: usize = 8;
-
-// The home slot is the hash's top bits.
-const _: () = assert!(HOT_REGIONS.is_power_of_two() && PROBES <= HOT_REGIONS);
 
 /// How long a region stays hot after its last write, in nanoseconds.
 pub const HOT_IDLE_NS: u64 = 1_000_000_000;
@@ -51,6 +50,72 @@ struct Entry<T> {
     in_flight: u32,
     /// When the last write was admitted (or the region became hot).
     last_ns: u64,
+    /// Admits no more writes and leaves once idle ([`HotRegions::forget`]).
+    forgotten: bool,
+}
+
+/// How many threads may be inside `map`'s call to dm-io at once.
+///
+/// A bio-based target's `map` runs under `submit_bio_noacct`: the bios it
+/// submits are parked on the caller's list until `map` returns. dm-io
+/// allocates one bio per leg from its client's pool, without a rescuer, so
+/// a thread waiting in that pool holds up to `nr_legs - 1` parked bios of
+/// it (and one of its `struct io`s). The pool keeps `min_ios` of each.
+/// With fewer than `min_ios` bios parked by waiting threads, some bio of
+/// the reserve is free or in flight (it will come back), so a waiter always
+/// gets one: `(min_ios - 1) / (nr_legs - 1)` writers at once. The worker
+/// has no parked bios: it is not under `submit_bio_noacct`.
+#[must_use]
+pub fn map_writers_max(min_ios: u32, nr_legs: usize) -> u32 {
+    let parked = u32::try_from(nr_legs.saturating_sub(1)).unwrap_or(u32::MAX);
+    min_ios.saturating_sub(1).checked_div(parked).unwrap_or(0)
+}
+
+/// Counts the threads inside `map`'s call to dm-io, up to a limit
+/// ([`map_writers_max`]).
+#[derive(Debug)]
+pub struct MapWriters {
+    inside: AtomicU32,
+    max: u32,
+}
+
+/// One thread counted by [`MapWriters::enter`], until dropped.
+#[derive(Debug)]
+pub struct MapWriter<'a>(&'a MapWriters);
+
+impl MapWriters {
+    /// A limit of `max` at once (0: none may).
+    #[must_use]
+    pub const fn new(max: u32) -> Self {
+        Self {
+            inside: AtomicU32::new(0),
+            max,
+        }
+    }
+
+    /// Counts one more writer, or `None` at the limit (the write then goes
+    /// to the worker).
+    #[must_use]
+    pub fn enter(&self) -> Option<MapWriter<'_>> {
+        self.inside
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n < self.max).then(|| n.saturating_add(1))
+            })
+            .ok()
+            .map(|_| MapWriter(self))
+    }
+
+    /// Writers inside now.
+    #[must_use]
+    pub fn inside(&self) -> u32 {
+        self.inside.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for MapWriter<'_> {
+    fn drop(&mut self) {
+        self.0.inside.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// Errors of [`HotRegions::end_write`].
@@ -65,8 +130,13 @@ pub enum HotError {
 pub enum Inserted<T> {
     /// The region is hot now; the set keeps the token.
     Hot,
-    /// The set did not take it (closed, full, or already hot): the token is
-    /// the caller's to release.
+    /// The region is hot now in the slot of the least recently written
+    /// region of its window, which had no write in flight: that region and
+    /// its token are the caller's to release.
+    Replaced(u64, T),
+    /// The set did not take it (closed, already hot, or every slot of the
+    /// region's window has writes in flight): the token is the caller's to
+    /// release.
     Refused(T),
 }
 
@@ -155,12 +225,13 @@ impl<T> HotRegions<T> {
         self.find(region).is_some()
     }
 
-    /// The slot indices a region may occupy (Fibonacci hashing: regions
-    /// next to each other get homes far apart).
+    /// The slot indices a region may occupy: from a home slot, the
+    /// Fibonacci hash's top 32 bits scaled to the set's size (regions next
+    /// to each other get homes far apart).
     fn window(region: u64) -> impl Iterator<Item = usize> {
-        const SHIFT: u32 = 64 - HOT_REGIONS.trailing_zeros();
-        let home = region.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> SHIFT;
-        let home = usize::try_from(home).unwrap_or(0);
+        let hash = region.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        let slots = u64::try_from(HOT_REGIONS).unwrap_or(1);
+        let home = usize::try_from(hash.saturating_mul(slots) >> 32).unwrap_or(0);
         (0..PROBES).map(move |i| home.wrapping_add(i) % HOT_REGIONS)
     }
 
@@ -185,7 +256,7 @@ impl<T> HotRegions<T> {
         if !self.open {
             return false;
         }
-        let Some(entry) = self.entry_mut(region) else {
+        let Some(entry) = self.entry_mut(region).filter(|e| !e.forgotten) else {
             return false;
         };
         let Some(in_flight) = entry.in_flight.checked_add(1) else {
@@ -198,8 +269,8 @@ impl<T> HotRegions<T> {
     }
 
     /// A write [`HotRegions::start_write`] admitted has ended. `Ok(true)`:
-    /// the set is closed and this was the region's last write in flight,
-    /// so the region can be handed back now.
+    /// the set is closed (or the region forgotten) and this was the
+    /// region's last write in flight, so the region can be handed back now.
     pub fn end_write(&mut self, region: u64) -> Result<bool, HotError> {
         let open = self.open;
         let entry = self.entry_mut(region).ok_or(HotError::NotInFlight)?;
@@ -207,29 +278,59 @@ impl<T> HotRegions<T> {
             .in_flight
             .checked_sub(1)
             .ok_or(HotError::NotInFlight)?;
-        Ok(!open && entry.in_flight == 0)
+        Ok((!open || entry.forgotten) && entry.in_flight == 0)
     }
 
     /// Makes `region` hot with `token` (whose mark reached disk) at
-    /// `now_ns`, if the set is open, has room and the region is not hot.
+    /// `now_ns`, if the set is open and the region is not hot (see [`Inserted`]).
     pub fn insert(&mut self, region: u64, token: T, now_ns: u64) -> Inserted<T> {
         if !self.open || self.contains(region) {
             return Inserted::Refused(token);
         }
+        let entry = Entry {
+            region,
+            token,
+            in_flight: 0,
+            last_ns: now_ns,
+            forgotten: false,
+        };
+        // A free slot of the window, else the least recently written entry
+        // with nothing in flight: a writer that moved on leaves the set to
+        // the regions it writes now.
         let free = Self::window(region).find(|&i| self.slots.get(i).is_some_and(Option::is_none));
-        match free.and_then(|i| self.slots.get_mut(i)) {
-            Some(slot) => {
-                *slot = Some(Entry {
-                    region,
-                    token,
-                    in_flight: 0,
-                    last_ns: now_ns,
-                });
-                self.stats.made_hot = self.stats.made_hot.saturating_add(1);
+        let victim = || {
+            Self::window(region)
+                .filter_map(|i| Some((i, self.slots.get(i)?.as_ref()?)))
+                .filter(|(_, e)| e.in_flight == 0 && !e.forgotten)
+                .min_by_key(|(_, e)| e.last_ns)
+                .map(|(i, _)| i)
+        };
+        let Some(slot) = free.or_else(victim).and_then(|i| self.slots.get_mut(i)) else {
+            return Inserted::Refused(entry.token);
+        };
+        self.stats.made_hot = self.stats.made_hot.saturating_add(1);
+        match slot.replace(entry) {
+            Some(old) => {
+                self.stats.released = self.stats.released.saturating_add(1);
+                Inserted::Replaced(old.region, old.token)
+            }
+            None => {
                 self.count = self.count.saturating_add(1);
                 Inserted::Hot
             }
-            None => Inserted::Refused(token),
+        }
+    }
+
+    /// `region` is no longer in sync (a write to it failed): it admits no
+    /// more writes and leaves as soon as its writes in flight ended, open
+    /// set or not. `true` if it may leave now.
+    pub fn forget(&mut self, region: u64) -> bool {
+        match self.entry_mut(region) {
+            Some(e) => {
+                e.forgotten = true;
+                e.in_flight == 0
+            }
+            None => false,
         }
     }
 
@@ -240,7 +341,8 @@ impl<T> HotRegions<T> {
         let open = self.open;
         let slot = self.slots.iter_mut().find(|s| {
             s.as_ref().is_some_and(|e| {
-                e.in_flight == 0 && (!open || now_ns.saturating_sub(e.last_ns) >= idle_ns)
+                e.in_flight == 0
+                    && (!open || e.forgotten || now_ns.saturating_sub(e.last_ns) >= idle_ns)
             })
         })?;
         self.stats.released = self.stats.released.saturating_add(1);
@@ -342,22 +444,57 @@ mod tests {
     }
 
     #[test]
-    fn full_set_and_duplicates_refuse() {
+    fn full_set_replaces_the_least_recently_written() {
         let mut hot = HotRegions::new();
         hot.set_open(true);
         let mut r = 0u64;
-        while hot.len() < HOT_REGIONS {
-            let _ = hot.insert(r, r, 0);
+        while hot.len() < HOT_REGIONS && r < 10_000 {
+            let _ = hot.insert(r, r, r);
             r += 1;
         }
-        assert_eq!(hot.insert(r, 99, 0), Inserted::Refused(99));
-        assert_eq!(hot.insert(0, 7, 0), Inserted::Refused(7));
+        assert_eq!(hot.len(), HOT_REGIONS);
+        let member = (0..r).find(|&q| hot.contains(q)).unwrap();
+        assert_eq!(hot.insert(member, 7, 0), Inserted::Refused(7));
+        // Every region in flight: nothing can make room.
         for r in 0..r {
             if hot.contains(r) {
-                assert!(hot.start_write(r, 1));
+                assert!(hot.start_write(r, 1000));
             }
         }
         assert_eq!(hot.in_flight(), HOT_REGIONS as u64);
+        assert_eq!(hot.insert(r, 99, 2000), Inserted::Refused(99));
+        // One region idle again: it makes room, and is handed back.
+        let in_window = |q: u64| {
+            hot.find(q)
+                .is_some_and(|i| HotRegions::<u64>::window(r).any(|j| i == j))
+        };
+        let window: Vec<u64> = (0..r).filter(|&q| in_window(q)).collect();
+        let idle = window[0];
+        assert_eq!(hot.end_write(idle), Ok(false));
+        assert_eq!(hot.insert(r, 99, 2000), Inserted::Replaced(idle, idle));
+        assert_eq!(hot.len(), HOT_REGIONS);
+        assert!(hot.contains(r) && !hot.contains(idle));
+    }
+
+    #[test]
+    fn replacement_takes_the_oldest_of_the_window() {
+        let home = |r: u64| HotRegions::<u64>::window(r).next();
+        let same: Vec<u64> = (1..).filter(|&r| home(r) == home(0)).take(PROBES).collect();
+        let mut hot = HotRegions::new();
+        hot.set_open(true);
+        assert_eq!(hot.insert(0, 0, 50), Inserted::Hot);
+        for (t, &r) in same.iter().take(PROBES - 1).enumerate() {
+            assert_eq!(hot.insert(r, r, 100 + t as u64), Inserted::Hot);
+        }
+        // Region 0 written last: the oldest is now same[0].
+        assert!(hot.start_write(0, 500));
+        assert_eq!(hot.end_write(0), Ok(false));
+        let last = same[PROBES - 1];
+        assert_eq!(
+            hot.insert(last, last, 600),
+            Inserted::Replaced(same[0], same[0])
+        );
+        assert!(hot.len() < HOT_REGIONS);
     }
 
     #[test]
@@ -377,22 +514,48 @@ mod tests {
     }
 
     #[test]
-    fn a_full_window_refuses() {
-        let home = |r: u64| HotRegions::<u64>::window(r).next();
-        let same: Vec<u64> = (1..).filter(|&r| home(r) == home(0)).take(PROBES).collect();
+    fn forgotten_regions_admit_nothing_and_leave_when_idle() {
         let mut hot = HotRegions::new();
         hot.set_open(true);
-        assert_eq!(hot.insert(0, 0, 0), Inserted::Hot);
-        for &r in same.iter().take(PROBES - 1) {
-            assert_eq!(hot.insert(r, r, 0), Inserted::Hot);
+        assert_eq!(hot.insert(4, 40u32, 0), Inserted::Hot);
+        assert!(hot.start_write(4, 1));
+        assert!(!hot.forget(4));
+        assert!(!hot.start_write(4, 2));
+        assert_eq!(hot.take_idle(2, HOT_IDLE_NS), None);
+        assert_eq!(hot.end_write(4), Ok(true));
+        assert_eq!(hot.take_idle(3, HOT_IDLE_NS), Some((4, 40)));
+        assert!(!hot.forget(4));
+        // An idle one may leave at once; it is never a replacement victim
+        // that is handed out twice.
+        assert_eq!(hot.insert(5, 50, 0), Inserted::Hot);
+        assert!(hot.forget(5));
+        assert_eq!(hot.take_idle(0, HOT_IDLE_NS), Some((5, 50)));
+    }
+
+    #[test]
+    fn map_writers_stay_under_the_reserve() {
+        assert_eq!(map_writers_max(16, 2), 15);
+        assert_eq!(map_writers_max(16, 3), 7);
+        assert_eq!(map_writers_max(16, 9), 1);
+        assert_eq!(map_writers_max(1, 2), 0);
+        assert_eq!(map_writers_max(0, 2), 0);
+        assert_eq!(map_writers_max(16, 1), 0);
+        for min_ios in 0..40 {
+            for legs in 2..=9usize {
+                let max = map_writers_max(min_ios, legs);
+                assert!(u64::from(max) * (legs as u64 - 1) < u64::from(min_ios.max(1)));
+            }
         }
-        let last = same[PROBES - 1];
-        assert_eq!(hot.insert(last, last, 0), Inserted::Refused(last));
-        assert!(hot.len() < HOT_REGIONS);
-        // A slot freed in the window takes it.
-        assert_eq!(hot.take_idle(10, 10), Some((0, 0)));
-        assert_eq!(hot.insert(last, last, 0), Inserted::Hot);
-        assert!(hot.start_write(last, 11));
+        let writers = MapWriters::new(2);
+        let a = writers.enter();
+        let b = writers.enter();
+        assert!(a.is_some() && b.is_some());
+        assert!(writers.enter().is_none());
+        drop(a);
+        assert_eq!(writers.inside(), 1);
+        assert!(writers.enter().is_some());
+        assert_eq!(writers.inside(), 1);
+        assert!(MapWriters::new(0).enter().is_none());
     }
 
     #[test]
@@ -412,6 +575,7 @@ mod tests {
         End(usize),
         TakeIdle(u64),
         Tick(u64),
+        Forget(u64),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -422,6 +586,7 @@ mod tests {
             (0usize..8).prop_map(Op::End),
             (0u64..2000).prop_map(Op::TakeIdle),
             (0u64..600).prop_map(Op::Tick),
+            (0u64..96).prop_map(Op::Forget),
         ]
     }
 
@@ -437,6 +602,7 @@ mod tests {
             let mut held: BTreeMap<u64, u64> = BTreeMap::new(); // region -> token
             let mut returned = BTreeSet::new();
             let mut in_flight: Vec<u64> = Vec::new();
+            let mut forgotten = BTreeSet::new();
             for op in ops {
                 match op {
                     Op::Open(o) => hot.set_open(o),
@@ -444,22 +610,30 @@ mod tests {
                         let token = next_token;
                         next_token += 1;
                         // Refused for sure; otherwise refused only when the
-                        // region's probe window is full.
-                        let refuse = !hot.is_open() || held.contains_key(&r) || held.len() >= HOT_REGIONS;
+                        // region's window is full of writes in flight.
+                        let refuse = !hot.is_open() || held.contains_key(&r);
                         match hot.insert(r, token, now) {
                             Inserted::Hot => {
                                 prop_assert!(!refuse);
                                 held.insert(r, token);
                             }
+                            Inserted::Replaced(old, t) => {
+                                prop_assert!(!refuse);
+                                prop_assert!(!in_flight.contains(&old));
+                                prop_assert!(!forgotten.contains(&old));
+                                prop_assert_eq!(held.remove(&old), Some(t));
+                                prop_assert!(returned.insert(t));
+                                held.insert(r, token);
+                            }
                             Inserted::Refused(t) => {
-                                prop_assert!(refuse || held.len() >= PROBES);
+                                prop_assert!(refuse || in_flight.len() + forgotten.len() >= PROBES);
                                 prop_assert_eq!(t, token);
                                 prop_assert!(returned.insert(t));
                             }
                         }
                     }
                     Op::Start(r) => {
-                        let expect = hot.is_open() && held.contains_key(&r);
+                        let expect = hot.is_open() && held.contains_key(&r) && !forgotten.contains(&r);
                         prop_assert_eq!(hot.start_write(r, now), expect);
                         if expect {
                             in_flight.push(r);
@@ -471,16 +645,25 @@ mod tests {
                         }
                         let r = in_flight.remove(i % in_flight.len());
                         let last = !in_flight.contains(&r);
-                        prop_assert_eq!(hot.end_write(r), Ok(!hot.is_open() && last));
+                        let leaves = (!hot.is_open() || forgotten.contains(&r)) && last;
+                        prop_assert_eq!(hot.end_write(r), Ok(leaves));
                     }
                     Op::TakeIdle(idle) => {
                         while let Some((r, t)) = hot.take_idle(now, idle) {
                             prop_assert!(!in_flight.contains(&r));
+                            forgotten.remove(&r);
                             prop_assert_eq!(held.remove(&r), Some(t));
                             prop_assert!(returned.insert(t));
                         }
                     }
                     Op::Tick(d) => now += d,
+                    Op::Forget(r) => {
+                        let now_free = held.contains_key(&r) && !in_flight.contains(&r);
+                        if held.contains_key(&r) {
+                            forgotten.insert(r);
+                        }
+                        prop_assert_eq!(hot.forget(r), now_free);
+                    }
                 }
                 prop_assert_eq!(hot.len(), held.len());
                 prop_assert_eq!(hot.in_flight(), in_flight.len() as u64);

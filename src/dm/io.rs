@@ -46,16 +46,32 @@ pub(crate) trait IoCompletion: TargetOperations {
 /// `client` came from `dm_io_client_create` and is destroyed once, in `drop`.
 pub(crate) struct IoClient {
     client: NonNull<bindings::dm_io_client>,
+    reserve: u32,
 }
 
 impl IoClient {
     /// Creates a client (may sleep: constructor only).
     pub(crate) fn new() -> Result<Self> {
+        // The client's pools keep what the parameter says when it is
+        // created: read around it, the smaller value is a safe bound.
+        // SAFETY: no preconditions (a module parameter read).
+        let before = unsafe { bindings::dm_get_reserved_bio_based_ios() };
         // SAFETY: no preconditions; returns a client or an ERR_PTR.
         let ptr = from_err_ptr(unsafe { bindings::dm_io_client_create() })?;
         let client = NonNull::new(ptr).ok_or(ENOMEM)?;
+        // SAFETY: as above.
+        let after = unsafe { bindings::dm_get_reserved_bio_based_ios() };
         // INVARIANT: a client fresh from `dm_io_client_create`.
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            reserve: before.min(after),
+        })
+    }
+
+    /// How many bios (and ios) the client's pools keep in reserve, at
+    /// least (dm-mod's `reserved_bio_based_ios` at creation).
+    pub(crate) fn reserve(&self) -> u32 {
+        self.reserve
     }
 
     pub(super) fn as_raw(&self) -> *mut bindings::dm_io_client {
@@ -65,7 +81,11 @@ impl IoClient {
     /// Writes `bio` (data, empty flush or discard) to every `(device, sector)`
     /// in `dests`, with those of its flags that `keep` names; when all are
     /// done, `T::write_done` gets the bio back with a bit set for each
-    /// destination that failed.
+    /// destination that failed. May sleep (dm-io's pools): process context.
+    /// Under `submit_bio_noacct` (a target's `map`) the bios for all but
+    /// the last destination are parked until `map` returns while the next
+    /// is allocated: callers there bound how many threads do this at once
+    /// by [`IoClient::reserve`].
     pub(crate) fn write_all<'d, T: IoCompletion>(
         &self,
         bio: OwnedBio<T>,

@@ -5,7 +5,7 @@
 
 use super::{
     bindings,
-    bio::{BioKind, BioList, OwnedBio},
+    bio::{flags_of, BioKind, BioList, OpFlags, OwnedBio},
     dirty_log::DirtyLog,
     target::Target,
     TargetOperations,
@@ -263,6 +263,13 @@ impl<T: RegionHashCallbacks> RegionHash<T> {
     /// matched by [`RegionHash::dec`].
     pub(crate) fn inc_pending(&self, bio: &mut OwnedBio<T>, region: u64) -> Result {
         self.bio_is_in(bio, region)?;
+        // `dm_rh_inc_pending` skips preflushes and discards: a count the
+        // caller later decrements must have been taken.
+        // SAFETY: the bio is live (type invariant of `OwnedBio`).
+        let preflush = unsafe { flags_of(bio.raw(), OpFlags::PREFLUSH) } != OpFlags::default();
+        if bio.kind() != BioKind::Write || preflush {
+            return Err(EINVAL);
+        }
         let raw = bio.raw();
         // SAFETY: we own the live bio (`&mut OwnedBio`), so it is on no list
         // and nobody else links it: a one-bio list is `bi_next == NULL` with

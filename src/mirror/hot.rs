@@ -4,11 +4,16 @@
 //! region's mark is on disk already (`crate::mcore::hot_regions` has the
 //! argument). The worker makes regions hot after a log flush that covered
 //! them and lets them go when idle; anything that needs the worker's
-//! ordering or error handling closes the set.
+//! error handling or ordering (failures, suspend, writes waiting for the
+//! write-behind backlog) closes the set.
 
 use super::MirrorSet;
 use crate::dm::{self, region_hash::PendingRef, OwnedBio};
-use crate::mcore::hot_regions::{Inserted, HOT_IDLE_NS, HOT_REGIONS};
+use crate::mcore::hot_regions::{Inserted, HOT_IDLE_NS};
+
+/// Regions one worker batch makes hot at most (the set fills over
+/// batches; this bounds the worker's stack).
+const HOT_CANDIDATES: usize = 16;
 
 /// How often the worker looks for idle hot regions while there are some.
 const HOT_SCAN_MS: u32 = 1000;
@@ -16,22 +21,18 @@ const HOT_SCAN_MS: u32 = 1000;
 /// Regions the worker counted one more pending write in for the hot set,
 /// before the log flush that makes them hot.
 pub(super) struct HotCandidates {
-    tokens: [Option<(u64, PendingRef<MirrorSet>)>; HOT_REGIONS],
+    tokens: [Option<(u64, PendingRef<MirrorSet>)>; HOT_CANDIDATES],
 }
 
 impl HotCandidates {
     pub(super) const fn new() -> Self {
         Self {
-            tokens: [const { None }; HOT_REGIONS],
+            tokens: [const { None }; HOT_CANDIDATES],
         }
     }
 
     fn contains(&self, region: u64) -> bool {
         self.tokens.iter().flatten().any(|(r, _)| *r == region)
-    }
-
-    fn len(&self) -> usize {
-        self.tokens.iter().flatten().count()
     }
 }
 
@@ -45,13 +46,7 @@ impl MirrorSet {
             q.suspended || !q.behind_waiting.is_empty()
         };
         let st = self.state.lock();
-        // Write-behind copies are ordered by the worker: with them, every
-        // write goes its way.
-        !blocked
-            && !st.leg_failure
-            && !st.log_failure
-            && !st.behind.config.behind_enabled()
-            && st.behind.backlog.is_empty()
+        !blocked && !st.leg_failure && !st.log_failure
     }
 
     /// Stops `map` from writing to hot regions (the worker hands them back
@@ -62,7 +57,9 @@ impl MirrorSet {
 
     /// A write `map` sent to hot `region` has ended. Any context.
     pub(super) fn hot_write_done(&self, region: u64) {
-        match self.hot.lock().end_write(region) {
+        // The guard goes before anything is queued or logged.
+        let ended = self.hot.lock().end_write(region);
+        match ended {
             Ok(false) => {}
             // Closed, and this was the region's last write: hand it back.
             Ok(true) => self.worker.queue(),
@@ -71,7 +68,8 @@ impl MirrorSet {
     }
 
     /// Worker: counts one more pending write in `bio`'s region for the hot
-    /// set, if the set is open, the region not hot yet and there is room.
+    /// set, if the set is open and the region not hot yet (at most
+    /// [`HOT_CANDIDATES`] per batch).
     /// The bio's own pending write is counted already (so the region is in
     /// the region hash and in sync).
     pub(super) fn hot_candidate(
@@ -85,10 +83,7 @@ impl MirrorSet {
         }
         {
             let hot = self.hot.lock();
-            if !hot.is_open()
-                || hot.contains(region)
-                || hot.len().saturating_add(candidates.len()) >= HOT_REGIONS
-            {
+            if !hot.is_open() || hot.contains(region) {
                 return;
             }
         }
@@ -103,28 +98,36 @@ impl MirrorSet {
     /// Worker, after the log flush that followed [`Self::hot_candidate`]:
     /// `flushed`, the candidates' marks are on disk and they become hot;
     /// otherwise (or if the set closed or filled meanwhile) their pending
-    /// writes are released.
-    pub(super) fn make_hot(&self, candidates: HotCandidates, flushed: bool) {
+    /// writes are released, as are those of the regions they replaced.
+    pub(super) fn make_hot(&self, mut candidates: HotCandidates, flushed: bool) {
         let now = dm::now_ns();
-        let mut refused = HotCandidates::new();
-        {
+        if flushed {
             let mut hot = self.hot.lock();
-            for (slot, (region, token)) in refused
-                .tokens
-                .iter_mut()
-                .zip(candidates.tokens.into_iter().flatten())
-            {
-                if !flushed {
-                    *slot = Some((region, token));
+            // Each slot ends up with the token to release, if any: the
+            // candidate's (refused) or the region's it replaced.
+            for slot in &mut candidates.tokens {
+                let Some((region, token)) = slot.take() else {
                     continue;
-                }
-                if let Inserted::Refused(token) = hot.insert(region, token, now) {
-                    *slot = Some((region, token));
-                }
+                };
+                *slot = match hot.insert(region, token, now) {
+                    Inserted::Hot => None,
+                    Inserted::Replaced(old, token) => Some((old, token)),
+                    Inserted::Refused(token) => Some((region, token)),
+                };
             }
         }
-        for (_, token) in refused.tokens.into_iter().flatten() {
+        for (_, token) in candidates.tokens.into_iter().flatten() {
             self.rh.release(token);
+        }
+    }
+
+    /// Worker: `region` is marked out of sync (a write or a copy to it
+    /// failed). It admits no more writes from `map` and is handed back once
+    /// idle, even if the set opens again before that (a resync that ends
+    /// in the same worker run clears the leg failure).
+    pub(super) fn forget_hot(&self, region: u64) {
+        if self.hot.lock().forget(region) {
+            self.worker.queue();
         }
     }
 
@@ -160,18 +163,7 @@ impl MirrorSet {
     /// For `stop`: nothing is in flight and the worker is disabled; every
     /// region the set still holds is released.
     pub(super) fn release_all_hot(&self) {
-        let mut all = HotCandidates::new();
-        {
-            let mut hot = self.hot.lock();
-            let mut slots = all.tokens.iter_mut();
-            hot.take_all(|region, token| {
-                if let Some(slot) = slots.next() {
-                    *slot = Some((region, token));
-                }
-            });
-        }
-        for (_, token) in all.tokens.into_iter().flatten() {
-            self.rh.release(token);
-        }
+        // Nothing else runs any more: released under the lock.
+        self.hot.lock().take_all(|_, token| self.rh.release(token));
     }
 }

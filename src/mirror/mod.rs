@@ -29,7 +29,7 @@ use crate::dm::{
 };
 use crate::mcore::{
     freshness::{Freshness, FreshnessError},
-    hot_regions::{write_hot_report, HotRegions},
+    hot_regions::{map_writers_max, write_hot_report, HotRegions, MapWriters},
     io_balance::{parse_default_policy, Command, DEFAULT_POLICY_MAX_LEN},
     legs::{LegSet, MAX_LEGS},
     message::{parse_message, Message},
@@ -199,6 +199,8 @@ pub(crate) struct MirrorSet {
     /// `queues`.
     #[pin]
     hot: SpinLockIrq<HotRegions<PendingRef<MirrorSet>>>,
+    /// Threads inside `map`'s call to dm-io, bounded by dm-io's reserve.
+    map_writers: MapWriters,
     /// Copies to write-mostly legs in flight (dm core does not wait for
     /// them: `stop` does).
     #[pin]
@@ -813,6 +815,8 @@ impl MirrorSet {
                 }
                 (st.log_failure, !st.usable(self.nr_legs()).is_empty())
             };
+            // Out of sync from here on: no more writes from `map` there.
+            self.forget_hot(region);
             if !log_failure && self.rh.mark_nosync(&bio, region).is_err() {
                 bio.end(Status::io_error());
                 continue;
@@ -930,6 +934,8 @@ impl TargetOperations for MirrorSet {
         let behind = BehindState::new(table.nr_legs(), nr_regions, table.features.write_behind)
             .map_err(nomem)?;
 
+        let map_writers = MapWriters::new(map_writers_max(io.reserve(), table.nr_legs()));
+
         KBox::pin_init(
             try_pin_init!(MirrorSet {
                 worker,
@@ -972,6 +978,7 @@ impl TargetOperations for MirrorSet {
                     "MirrorSet::queues"
                 ),
                 hot <- new_spinlock_irq!(HotRegions::new(), "MirrorSet::hot"),
+                map_writers,
                 buffer_ios <- BufferIos::new(),
                 behind_drained <- new_condvar!("MirrorSet::behind_drained"),
             }),
@@ -992,22 +999,28 @@ impl TargetOperations for MirrorSet {
                 Err(_) => return bio.kill(),
             }
         };
-        match kind {
-            BioKind::Write if self.hot.lock().start_write(region, dm::now_ns()) => {
-                // The region's mark is on disk and stays there until this
-                // write ends (`end_io`): nothing for the worker to do.
-                *bio.record() = BioRecord::Write {
-                    region,
-                    covers: self.covers_region(region, sector, bio.sectors()),
-                    one_leg: None,
-                    pending: false,
-                    behind: LegSet::EMPTY,
-                    hot: true,
-                };
-                let (owned, mapped) = bio.submitted();
-                self.write_to_all_legs(owned);
-                mapped
+        if kind == BioKind::Write {
+            // `writer` is dropped after the dm-io call, when this thread's
+            // bios of the client's pool are all allocated.
+            if let Some(_writer) = self.map_writers.enter() {
+                if self.hot.lock().start_write(region, dm::now_ns()) {
+                    // The region's mark is on disk and stays there until
+                    // this write ends (`end_io`): nothing for the worker.
+                    *bio.record() = BioRecord::Write {
+                        region,
+                        covers: self.covers_region(region, sector, bio.sectors()),
+                        one_leg: None,
+                        pending: false,
+                        behind: LegSet::EMPTY,
+                        hot: true,
+                    };
+                    let (owned, mapped) = bio.submitted();
+                    self.dispatch_hot_write(owned);
+                    return mapped;
+                }
             }
+        }
+        match kind {
             BioKind::Write | BioKind::Flush | BioKind::Discard => {
                 *bio.record() = match kind {
                     BioKind::Write => BioRecord::Write {
@@ -1179,8 +1192,9 @@ impl TargetOperations for MirrorSet {
         // No bio is in flight, but copies to write-mostly legs may be: the
         // log must not be suspended with regions they still hold.
         self.drain_behind();
-        // Nothing is in flight: the worker hands every hot region back
-        // and flushes the log clean.
+        // The worker hands every idle hot region back and flushes the log
+        // clean. Nothing is in flight after a suspend; on dm's destroy path
+        // (which does not wait for I/O) `stop` releases what is left.
         self.worker.queue();
         self.worker.flush();
         if self.log().postsuspend().is_err() {
@@ -1252,11 +1266,6 @@ impl TargetOperations for MirrorSet {
             Message::IoBalance(cmd) => cmd,
             Message::WriteBehind(cmd) => {
                 let checked = {
-                    // Closed before the change, under its lock, so that no
-                    // write bypasses a backlog it enables; the worker opens
-                    // it again if the new settings allow.
-                    let mut hot = self.hot.lock();
-                    hot.set_open(false);
                     let mut st = self.state.lock();
                     let mut config = st.behind.config;
                     config.apply(&cmd);

@@ -19,8 +19,9 @@
 //! - **Order.** The backlog hands a copy out only after every earlier copy
 //!   of the same leg that overlaps it completed.
 //! - **Regions.** Each copy holds a pending write in its region
-//!   ([`PendingRef`]): the region stays dirty in the log, and out of
-//!   recovery, until the copy is on its leg. After a crash the resync copies
+//!   ([`PendingRef`]), counted before the copy is admitted: the region
+//!   stays dirty in the log, and out of recovery, until the copy is on its
+//!   leg. After a crash the resync copies
 //!   it from the default leg, which is never write-mostly.
 //! - **Failure of a copy.** The leg fails (an event with `handle_errors`),
 //!   it is stale in the region, and the region is marked out of sync before
@@ -156,11 +157,11 @@ impl MirrorSet {
         let mut wait = false;
         while let Some(bio) = pending.pop() {
             let bio = if wait {
-                Some(bio)
+                Err(bio)
             } else {
                 self.dispatch_write(bio)
             };
-            if let Some(bio) = bio {
+            if let Err(bio) = bio {
                 wait = true;
                 self.queues.lock().behind_waiting.push(bio);
             }
@@ -168,8 +169,32 @@ impl MirrorSet {
         self.submit_behind();
     }
 
-    /// Sends one write (data or empty flush) or gives it back to wait.
-    fn dispatch_write(&self, mut bio: OwnedBio<Self>) -> Option<OwnedBio<Self>> {
+    /// `map`: a write to a hot region (`super::hot`), sent as the worker
+    /// sends writes: to every leg, or with write-behind to the legs that
+    /// acknowledge writes and a copy admitted for the others, which the
+    /// worker submits (from `map`, the copy's submission would hold up the
+    /// caller, measured at 2.5 times the latency). A write that must wait,
+    /// or that would overtake writes already waiting, goes to the worker,
+    /// which keeps them in order.
+    pub(super) fn dispatch_hot_write(&self, bio: OwnedBio<Self>) {
+        let waiting = !self.queues.lock().behind_waiting.is_empty();
+        let sent = if waiting {
+            Err(bio)
+        } else {
+            self.dispatch_write(bio)
+        };
+        match sent {
+            // Without copies nothing is left for the worker: not waking it
+            // is most of what this path saves.
+            Ok(false) => {}
+            Ok(true) => self.worker.queue(),
+            Err(bio) => self.queue(|q| &mut q.writes, bio),
+        }
+    }
+
+    /// Sends one write (data or empty flush) or gives it back to wait;
+    /// `Ok(true)`: copies of it were admitted to the backlog.
+    fn dispatch_write(&self, mut bio: OwnedBio<Self>) -> Result<bool, OwnedBio<Self>> {
         let kind = bio.kind();
         let all = self.all_legs();
         let (enabled, write_mostly) = {
@@ -179,10 +204,16 @@ impl MirrorSet {
                 st.behind.config.write_mostly().intersection(all),
             )
         };
+        let (region, sector, nr_sectors) = (bio.record().region(), bio.sector(), bio.sectors());
         // Copies are made before taking the IRQ-off lock (no allocation
         // under it), for the write-mostly legs as they were a moment ago;
         // a change in between shows as a missing copy and the write waits.
+        // So is each copy's pending write in the region (the region stays
+        // marked until the copy is on its leg): counted before the entry
+        // exists, so that whoever submits the copy (the worker, while `map`
+        // may admit the next write) finds it with the entry.
         let mut copies: [Option<IoBuffer>; MAX_LEGS] = [const { None }; MAX_LEGS];
+        let mut holds: [Option<PendingRef<Self>>; MAX_LEGS] = [const { None }; MAX_LEGS];
         if enabled && kind == BioKind::Write {
             for leg in write_mostly {
                 let copy = bio
@@ -192,9 +223,11 @@ impl MirrorSet {
                 if let Some(slot) = copies.get_mut(leg) {
                     *slot = copy;
                 }
+                if let Some(slot) = holds.get_mut(leg) {
+                    *slot = self.rh.hold_pending(&mut bio, region).ok();
+                }
             }
         }
-        let (region, sector, nr_sectors) = (bio.record().region(), bio.sector(), bio.sectors());
         let now_ns = dm::now_ns();
         let (plan, admitted): (WritePlan, Admitted) = {
             let mut st = self.state.lock();
@@ -206,9 +239,10 @@ impl MirrorSet {
                 && !write_mostly.is_empty()
                 && !sync.intersection(healthy).is_empty();
             let drained = behind.backlog.is_empty();
-            let have_copies = write_mostly
-                .iter()
-                .all(|leg| copies.get(leg).is_some_and(Option::is_some));
+            let have_copies = write_mostly.iter().all(|leg| {
+                copies.get(leg).is_some_and(Option::is_some)
+                    && holds.get(leg).is_some_and(Option::is_some)
+            });
             if !active {
                 (
                     if drained {
@@ -238,11 +272,13 @@ impl MirrorSet {
                     Ok(admitted) => {
                         for leg in admitted.legs() {
                             let slot = admitted.slot(leg);
-                            if let (Some(entry), Some(copy)) = (
+                            if let (Some(entry), Some(copy), Some(hold)) = (
                                 slot.and_then(|s| behind.entries.get_mut(s)),
                                 copies.get_mut(leg),
+                                holds.get_mut(leg),
                             ) {
                                 entry.write = copy.take();
+                                entry.pending = hold.take();
                             }
                         }
                         (WritePlan::Legs(sync), admitted)
@@ -252,15 +288,19 @@ impl MirrorSet {
                 }
             }
         };
-        // Unused copies are freed here, outside the lock.
+        // Unused copies are freed here, outside the lock, and unused
+        // pending writes released.
         drop(copies);
+        for hold in holds.into_iter().flatten() {
+            self.rh.release(hold);
+        }
+        let copied = !admitted.legs().is_empty();
         match plan {
             WritePlan::AllLegs => self.write_to_all_legs(bio),
-            WritePlan::Wait => return Some(bio),
+            WritePlan::Wait => return Err(bio),
             WritePlan::Fail => bio.end(Status::io_error()),
             WritePlan::Legs(sync) => {
                 if kind == BioKind::Write {
-                    self.hold_regions(&mut bio, region, &admitted);
                     if let BioRecord::Write { behind, .. } = bio.record() {
                         *behind = admitted.legs();
                     }
@@ -279,32 +319,11 @@ impl MirrorSet {
                 );
             }
         }
-        None
+        Ok(copied)
     }
 
-    /// One pending write in `region` per copy `admitted`, kept with the
-    /// copy's slot until it is on its leg. Worker only: the copies are
-    /// submitted by this same worker, after this.
-    fn hold_regions(&self, bio: &mut OwnedBio<Self>, region: u64, admitted: &Admitted) {
-        for leg in admitted.legs() {
-            let Ok(pending) = self.rh.hold_pending(bio, region) else {
-                continue;
-            };
-            let mut st = self.state.lock();
-            match admitted
-                .slot(leg)
-                .and_then(|s| st.behind.entries.get_mut(s))
-            {
-                Some(entry) => entry.pending = Some(pending),
-                None => {
-                    drop(st);
-                    self.rh.release(pending);
-                }
-            }
-        }
-    }
-
-    /// Submits every copy the backlog may hand out now. Worker only.
+    /// Submits every copy the backlog may hand out now. Process context
+    /// (the worker, or `map`); concurrent callers each get other copies.
     pub(super) fn submit_behind(&self) {
         loop {
             let next = {
@@ -386,6 +405,9 @@ impl MirrorSet {
                 self.fail_leg(done.write.leg, LegErrors::WRITE);
             }
             if let Some(pending) = pending {
+                if let Ok(done) = &done {
+                    self.forget_hot(done.write.region);
+                }
                 self.rh.release_nosync(pending);
             }
             self.behind_progress();
