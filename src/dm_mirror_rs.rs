@@ -35,6 +35,9 @@ module! {
 // `default_io_balance`: the read policy of new mappings whose table selects
 // none (declared in src/dm/helpers.c).
 dm_string_param!(default_io_balance, mirror::check_default_io_balance);
+// `hot_region_idle_ms`: how long new mappings keep a region hot (see
+// src/core/hot_regions.rs).
+dm_string_param!(hot_region_idle_ms, mirror::check_hot_region_idle_ms);
 
 struct DmMirrorModule {
     _target: dm::Registration<mirror::MirrorSet>,

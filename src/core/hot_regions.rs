@@ -37,8 +37,38 @@ pub const HOT_REGIONS: usize = 64;
 /// replaces the least recently written of them).
 const PROBES: usize = 8;
 
-/// How long a region stays hot after its last write, in nanoseconds.
-pub const HOT_IDLE_NS: u64 = 1_000_000_000;
+/// How long a region stays hot after its last write by default, in
+/// milliseconds (the `hot_region_idle_ms` module parameter).
+pub const HOT_IDLE_MS: u32 = 1000;
+
+/// The largest `hot_region_idle_ms`: a minute.
+pub const HOT_IDLE_MS_MAX: u32 = 60_000;
+
+/// A `hot_region_idle_ms` value that is not a number of milliseconds from
+/// 0 to [`HOT_IDLE_MS_MAX`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadIdleMs;
+
+impl core::fmt::Display for BadIdleMs {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "hot_region_idle_ms: not a number of milliseconds from 0 to {HOT_IDLE_MS_MAX}"
+        )
+    }
+}
+
+/// Parses the `hot_region_idle_ms` module parameter: empty for the default
+/// ([`HOT_IDLE_MS`]), else milliseconds up to [`HOT_IDLE_MS_MAX`]; 0 turns
+/// hot regions off (every write goes through the worker, as dm-raid1's).
+pub fn parse_idle_ms(value: &str) -> Result<u32, BadIdleMs> {
+    if value.is_empty() {
+        return Ok(HOT_IDLE_MS);
+    }
+    super::number::parse_u32(value)
+        .filter(|ms| *ms <= HOT_IDLE_MS_MAX)
+        .ok_or(BadIdleMs)
+}
 
 /// One hot region.
 #[derive(Debug)]
@@ -414,7 +444,7 @@ mod tests {
         // In flight: it stays, closed or not.
         assert_eq!(hot.take_idle(u64::MAX, 0), None);
         assert_eq!(hot.end_write(3), Ok(true));
-        assert_eq!(hot.take_idle(2, HOT_IDLE_NS), Some((3, 30)));
+        assert_eq!(hot.take_idle(2, 1_000_000_000), Some((3, 30)));
         assert!(hot.is_empty());
         let stats = hot.stats();
         assert_eq!(
@@ -521,15 +551,36 @@ mod tests {
         assert!(hot.start_write(4, 1));
         assert!(!hot.forget(4));
         assert!(!hot.start_write(4, 2));
-        assert_eq!(hot.take_idle(2, HOT_IDLE_NS), None);
+        assert_eq!(hot.take_idle(2, 1_000_000_000), None);
         assert_eq!(hot.end_write(4), Ok(true));
-        assert_eq!(hot.take_idle(3, HOT_IDLE_NS), Some((4, 40)));
+        assert_eq!(hot.take_idle(3, 1_000_000_000), Some((4, 40)));
         assert!(!hot.forget(4));
         // An idle one may leave at once; it is never a replacement victim
         // that is handed out twice.
         assert_eq!(hot.insert(5, 50, 0), Inserted::Hot);
         assert!(hot.forget(5));
-        assert_eq!(hot.take_idle(0, HOT_IDLE_NS), Some((5, 50)));
+        assert_eq!(hot.take_idle(0, 1_000_000_000), Some((5, 50)));
+    }
+
+    #[test]
+    fn idle_ms_parameter() {
+        assert_eq!(parse_idle_ms(""), Ok(HOT_IDLE_MS));
+        assert_eq!(parse_idle_ms("0"), Ok(0));
+        assert_eq!(parse_idle_ms("250"), Ok(250));
+        assert_eq!(parse_idle_ms("60000"), Ok(60_000));
+        for bad in [
+            "60001",
+            "-1",
+            " 5",
+            "5 ",
+            "1e3",
+            "0x10",
+            "abc",
+            "99999999999",
+        ] {
+            assert_eq!(parse_idle_ms(bad), Err(BadIdleMs), "{bad}");
+        }
+        assert!(BadIdleMs.to_string().contains("0 to 60000"));
     }
 
     #[test]

@@ -217,6 +217,8 @@ void dmmr_param_read_##name(char *buf, size_t size)				\
 #ifndef DMMR_NO_IO_BALANCE_PARAM
 DMMR_STRING_PARAM(default_io_balance,
 	"Read policy of new mappings whose table selects none, as the words after 'io_balance' (e.g. \"adaptive\" or \"round_robin ios 128\"); empty: dm-raid1's (read the default leg)");
+DMMR_STRING_PARAM(hot_region_idle_ms,
+	"How long a region stays marked after its last write, so that writes to it skip the worker, in ms for new mappings (0 to 60000; 0: every write through the worker, as dm-raid1; empty: 1000)");
 #endif
 
 static_assert(sizeof(struct dm_bio_details) <= sizeof(struct dmmr_bio_details));

@@ -9,14 +9,11 @@
 
 use super::MirrorSet;
 use crate::dm::{self, region_hash::PendingRef, OwnedBio};
-use crate::mcore::hot_regions::{Inserted, HOT_IDLE_NS};
+use crate::mcore::hot_regions::Inserted;
 
 /// Regions one worker batch makes hot at most (the set fills over
 /// batches; this bounds the worker's stack).
 const HOT_CANDIDATES: usize = 16;
-
-/// How often the worker looks for idle hot regions while there are some.
-const HOT_SCAN_MS: u32 = 1000;
 
 /// Regions the worker counted one more pending write in for the hot set,
 /// before the log flush that makes them hot.
@@ -46,7 +43,7 @@ impl MirrorSet {
             q.suspended || !q.behind_waiting.is_empty()
         };
         let st = self.state.lock();
-        !blocked && !st.leg_failure && !st.log_failure
+        self.hot_idle_ms > 0 && !blocked && !st.leg_failure && !st.log_failure
     }
 
     /// Stops `map` from writing to hot regions (the worker hands them back
@@ -143,7 +140,8 @@ impl MirrorSet {
         let now = dm::now_ns();
         let mut released = false;
         loop {
-            let Some((_, token)) = self.hot.lock().take_idle(now, HOT_IDLE_NS) else {
+            let idle_ns = u64::from(self.hot_idle_ms).saturating_mul(1_000_000);
+            let Some((_, token)) = self.hot.lock().take_idle(now, idle_ns) else {
                 break;
             };
             self.rh.release(token);
@@ -156,7 +154,9 @@ impl MirrorSet {
     /// while some are hot.
     pub(super) fn rearm_hot(&self) {
         if !self.hot.lock().is_empty() {
-            self.worker.queue_after(HOT_SCAN_MS);
+            // Every idle time, and at least every second: a region goes
+            // between one and two idle times after its last write.
+            self.worker.queue_after(self.hot_idle_ms.clamp(10, 1000));
         }
     }
 

@@ -29,7 +29,9 @@ use crate::dm::{
 };
 use crate::mcore::{
     freshness::{Freshness, FreshnessError},
-    hot_regions::{map_writers_max, write_hot_report, HotRegions, MapWriters},
+    hot_regions::{
+        map_writers_max, parse_idle_ms, write_hot_report, HotRegions, MapWriters, HOT_IDLE_MS,
+    },
     io_balance::{parse_default_policy, Command, DEFAULT_POLICY_MAX_LEN},
     legs::{LegSet, MAX_LEGS},
     message::{parse_message, Message},
@@ -68,6 +70,18 @@ pub(crate) fn check_default_io_balance(value: &str) -> Result {
         Ok(_) => Ok(()),
         Err(e) => {
             dm_err!("default_io_balance: {}", e);
+            Err(EINVAL)
+        }
+    }
+}
+
+/// The check of the `hot_region_idle_ms` module parameter: empty, or
+/// milliseconds from 0 to 60000.
+pub(crate) fn check_hot_region_idle_ms(value: &str) -> Result {
+    match parse_idle_ms(value) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            dm_err!("{}", e);
             Err(EINVAL)
         }
     }
@@ -201,6 +215,8 @@ pub(crate) struct MirrorSet {
     hot: SpinLockIrq<HotRegions<PendingRef<MirrorSet>>>,
     /// Threads inside `map`'s call to dm-io, bounded by dm-io's reserve.
     map_writers: MapWriters,
+    /// `hot_region_idle_ms` when the table was loaded (0: no hot regions).
+    hot_idle_ms: u32,
     /// Copies to write-mostly legs in flight (dm core does not wait for
     /// them: `stop` does).
     #[pin]
@@ -935,6 +951,9 @@ impl TargetOperations for MirrorSet {
             .map_err(nomem)?;
 
         let map_writers = MapWriters::new(map_writers_max(io.reserve(), table.nr_legs()));
+        // Checked when set: a bad value cannot be there.
+        let hot_idle_ms =
+            parse_idle_ms(crate::hot_region_idle_ms().as_str()).unwrap_or(HOT_IDLE_MS);
 
         KBox::pin_init(
             try_pin_init!(MirrorSet {
@@ -979,6 +998,7 @@ impl TargetOperations for MirrorSet {
                 ),
                 hot <- new_spinlock_irq!(HotRegions::new(), "MirrorSet::hot"),
                 map_writers,
+                hot_idle_ms,
                 buffer_ios <- BufferIos::new(),
                 behind_drained <- new_condvar!("MirrorSet::behind_drained"),
             }),

@@ -4,16 +4,33 @@
 # Hot regions (src/core/hot_regions.rs): a write to a region whose mark is
 # on disk goes to the legs from map, without the worker; the mark stays on
 # disk while the region is hot and is cleared once it is idle; a suspend
-# hands every region back; write-behind and a failed leg close the set.
+# hands every region back; a failed leg closes the set; write-behind writes
+# go from map with their copies; the hot_region_idle_ms module parameter
+# (refused when bad, 0 turns the set off) and dm-io's reserve bound it.
 # The crash suites cover hot regions at a crash (the regions are dirty in
-# the log, so the resync copies them).
+# the log, so the resync copies them). Checks that need a region to stay
+# hot run on a mapping with a 10 s idle time, so that a slow (debug)
+# kernel cannot let it go between two commands.
 # dmmr-needs: module
 
 . /dmmr/tests/lib.sh
 need_module
 
-ktap_plan 25
+ktap_plan 33
 ktap_check "load the module" modprobe dm_mirror_rs
+PARAM=/sys/module/dm_mirror_rs/parameters/hot_region_idle_ms
+RESERVE=/sys/module/dm_mod/parameters/reserved_bio_based_ios
+for v in 60001 -1 1e3 abc "5 5"; do
+	mark=$(kmsg_mark)
+	before=$(cat $PARAM)
+	rc=0
+	echo "$v" 2>/dev/null >$PARAM || rc=$?
+	logged() { kmsg_grep "$mark" 'device-mapper: mirror: hot_region_idle_ms: not a number'; }
+	ok=1
+	[ $rc -ne 0 ] && [ "$(cat $PARAM)" = "$before" ] && wait_for 2 logged && ok=0
+	ktap_result "hot_region_idle_ms refuses '$v', logs it, keeps the old value" $ok
+done
+echo 10000 >$PARAM || die "cannot set hot_region_idle_ms"
 
 REGION=256                      # sectors: 128 KiB
 SECTORS=32768                   # 16 MiB: 128 regions
@@ -21,7 +38,7 @@ LOGDEV=$(mk_loop 1) L0=$(mk_loop 16) L1=$(mk_loop 16)
 dm create hlog --table "0 2048 linear $LOGDEV 0" || die "cannot create the log device"
 dm create hleg1 --table "0 $SECTORS linear $L1 0" || die "cannot create leg 1"
 TABLE="0 $SECTORS mirror disk 2 /dev/mapper/hlog $REGION 2 $L0 0 /dev/mapper/hleg1 0"
-ktap_check "disk-log mirror (in sync after the initial resync)" dm create hm --table "$TABLE"
+ktap_check "disk-log mirror, idle time 10 s (in sync after the initial resync)" dm create hm --table "$TABLE"
 wait_for 120 mirror_in_sync hm
 
 show() { dmsetup message hm 0 io_balance show; }
@@ -59,12 +76,6 @@ want=$(dd if="$DMMR_WORK/data" bs=4k count=20 status=none | md5sum)
 ktap_check_eq "leg 0 has the writes sent from map" "$want" "$(leg_md5 "$L0" 5 20)"
 ktap_check_eq "leg 1 has the writes sent from map" "$want" "$(leg_md5 /dev/mapper/hleg1 5 20)"
 ktap_check_eq "region 5 is still dirty on disk" 0 "$(log_clean 5)"
-
-# Idle for the idle time (1 s) and a scan (1 s): handed back, log clean.
-idle() { [ "$(hot hot_regions)" = 0 ]; }
-ktap_check "an idle region is handed back within 5 s" wait_for 5 idle
-ktap_check_eq "released 1" 1 "$(hot released)"
-ktap_check_eq "region 5 is clean in the on-disk log again" 1 "$(log_clean 5)"
 
 # 80 regions, one 128 KiB write each, in one process (quicker than the
 # idle time): the set fills to its size, less windows that collided. The
@@ -119,4 +130,46 @@ ktap_check "the failed leg shows in the status" bash -c "dmsetup status hm | gre
 dm remove hm
 dm remove hleg1
 dm remove hlog
+
+# The idle time: a region goes after 300 ms without writes (and a scan).
+echo 300 >$PARAM
+dm create hleg1 --table "0 $SECTORS linear $L1 0" || die "cannot create leg 1"
+dm create hlog --table "0 2048 linear $LOGDEV 0" || die "cannot create the log device"
+dm create hm --table "0 $SECTORS mirror disk 3 /dev/mapper/hlog $REGION nosync 2 $L0 0 /dev/mapper/hleg1 0" ||
+	die "cannot create the mirror"
+write4k 5 1 "$DMMR_WORK/data"
+idle() { [ "$(hot hot_regions)" = 0 ]; }
+ktap_check "idle time 300 ms: the written region is handed back within 5 s" wait_for 5 idle
+ktap_check_eq "made_hot 1 released 1" "1 1" "$(hot made_hot) $(hot released)"
+ktap_check_eq "the region is clean in the on-disk log again" 1 "$(log_clean 5)"
+dm remove hm
+
+# 0: no hot regions, every write through the worker (as dm-raid1).
+echo 0 >$PARAM
+dm create hm --table "0 $SECTORS mirror core 2 $REGION nosync 2 $L0 0 /dev/mapper/hleg1 0" ||
+	die "cannot create the mirror"
+write4k 7 1 "$DMMR_WORK/data"
+write4k 7 8 "$DMMR_WORK/data"
+ktap_check_eq "hot_region_idle_ms 0: the set stays closed, nothing sent from map" \
+	"0 0 0" "$(hot open) $(hot made_hot) $(hot map_writes)"
+dm remove hm
+
+# dm-io keeps reserved_bio_based_ios bios per client; with 1 no thread may
+# park a bio in map (src/core/hot_regions.rs, map_writers_max).
+echo 10000 >$PARAM
+old_reserve=$(cat $RESERVE)
+echo 1 >$RESERVE
+dm create hm --table "0 $SECTORS mirror core 2 $REGION nosync 2 $L0 0 /dev/mapper/hleg1 0" ||
+	die "cannot create the mirror"
+echo "$old_reserve" >$RESERVE
+write4k 7 1 "$DMMR_WORK/data"
+write4k 7 8 "$DMMR_WORK/data"
+ktap_check_eq "reserved_bio_based_ios 1: region hot, but no write sent from map" \
+	"1 1 0" "$(hot open) $(hot hot_regions) $(hot map_writes)"
+want=$(dd if="$DMMR_WORK/data" bs=4k count=8 status=none | md5sum)
+ktap_check_eq "and the writes reached leg 1" "$want" "$(leg_md5 /dev/mapper/hleg1 7 8)"
+dm remove hm
+dm remove hleg1
+dm remove hlog
+echo >$PARAM
 ktap_done
