@@ -47,7 +47,10 @@ hot() { show | awk -v f="$1" '$1 == "hot_regions" { for (i = 1; i < NF; i++) if 
 # log_bytes: the first 128 clean bits of the on-disk log (dm-log keeps them
 # from byte 1024), as 16 numbers.
 log_bytes() {
-	dd if=/dev/mapper/hlog bs=512 count=4 iflag=direct status=none | od -An -tu1 -j1024 -N16
+	# Through a file: od stops reading after 16 bytes, and a pipe from dd
+	# would then end in SIGPIPE.
+	dd if=/dev/mapper/hlog of="$DMMR_WORK/log" bs=512 count=4 iflag=direct status=none &&
+		od -An -tu1 -j1024 -N16 "$DMMR_WORK/log"
 }
 # bit_of <bytes> <region>: the region's clean bit in log_bytes' output.
 bit_of() {
