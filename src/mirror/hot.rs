@@ -9,7 +9,7 @@
 
 use super::MirrorSet;
 use crate::dm::{self, region_hash::PendingRef, OwnedBio};
-use crate::mcore::hot_regions::Inserted;
+use crate::mcore::hot_regions::{HotRegions, Inserted};
 
 /// Regions one worker batch makes hot at most (the set fills over
 /// batches; this bounds the worker's stack).
@@ -34,10 +34,10 @@ impl HotCandidates {
 }
 
 impl MirrorSet {
-    /// Whether writes may bypass the worker now. With the hot set's lock
-    /// held, so that a failure that closes the set after this cannot be
-    /// overwritten by it.
-    fn hot_allowed(&self) -> bool {
+    /// Whether writes may bypass the worker now. Asked with the hot set's
+    /// lock held (`_locked` is the set), so that a failure that closes the
+    /// set after this cannot be overwritten by it.
+    fn hot_allowed(&self, _locked: &HotRegions<PendingRef<MirrorSet>>) -> bool {
         let blocked = {
             let q = self.queues.lock();
             q.suspended || !q.behind_waiting.is_empty()
@@ -94,8 +94,9 @@ impl MirrorSet {
 
     /// Worker, after the log flush that followed [`Self::hot_candidate`]:
     /// `flushed`, the candidates' marks are on disk and they become hot;
-    /// otherwise (or if the set closed or filled meanwhile) their pending
-    /// writes are released, as are those of the regions they replaced.
+    /// otherwise (or if the set closed meanwhile, or their window has
+    /// writes in flight in every slot) their pending writes are released,
+    /// as are those of the regions they replaced.
     pub(super) fn make_hot(&self, mut candidates: HotCandidates, flushed: bool) {
         let now = dm::now_ns();
         if flushed {
@@ -134,13 +135,13 @@ impl MirrorSet {
     pub(super) fn refresh_hot(&self) -> bool {
         {
             let mut hot = self.hot.lock();
-            let allowed = self.hot_allowed();
+            let allowed = self.hot_allowed(&hot);
             hot.set_open(allowed);
         }
         let now = dm::now_ns();
+        let idle_ns = u64::from(self.hot_idle_ms).saturating_mul(1_000_000);
         let mut released = false;
         loop {
-            let idle_ns = u64::from(self.hot_idle_ms).saturating_mul(1_000_000);
             let Some((_, token)) = self.hot.lock().take_idle(now, idle_ns) else {
                 break;
             };
@@ -154,8 +155,8 @@ impl MirrorSet {
     /// while some are hot.
     pub(super) fn rearm_hot(&self) {
         if !self.hot.lock().is_empty() {
-            // Every idle time, and at least every second: a region goes
-            // between one and two idle times after its last write.
+            // Every idle time, but at least every second: a region goes at
+            // most one such interval after its idle time is up.
             self.worker.queue_after(self.hot_idle_ms.clamp(10, 1000));
         }
     }
