@@ -53,7 +53,7 @@ impl core::fmt::Display for BadIdleMs {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "hot_region_idle_ms: not a number of milliseconds from 0 to {HOT_IDLE_MS_MAX}"
+            "not a number of milliseconds from 0 to {HOT_IDLE_MS_MAX}"
         )
     }
 }

@@ -62,29 +62,26 @@ pub(crate) const TARGET_FEATURES: u64 = dm::TARGET_ATOMIC_WRITES;
 // The parameter's policy words fit the C side's buffer.
 const _: () = assert!(DEFAULT_POLICY_MAX_LEN <= crate::dm::param::STRING_PARAM_MAX_LEN);
 
+/// A module parameter's check: a value `parsed` refuses is logged with the
+/// parameter's `name` and answered with `-EINVAL` (sysfs keeps the old one).
+fn check_param<T, E: core::fmt::Display>(name: &str, parsed: Result<T, E>) -> Result {
+    parsed.map(drop).map_err(|e| {
+        dm_err!("{}: {}", name, e);
+        EINVAL
+    })
+}
+
 /// The check of the `default_io_balance` module parameter (called at module
 /// load and on writes to its sysfs file): a policy as after `io_balance`,
 /// or empty for dm-raid1's behaviour.
 pub(crate) fn check_default_io_balance(value: &str) -> Result {
-    match parse_default_policy(value) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            dm_err!("default_io_balance: {}", e);
-            Err(EINVAL)
-        }
-    }
+    check_param("default_io_balance", parse_default_policy(value))
 }
 
 /// The check of the `hot_region_idle_ms` module parameter: empty, or
 /// milliseconds from 0 to 60000.
 pub(crate) fn check_hot_region_idle_ms(value: &str) -> Result {
-    match parse_idle_ms(value) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            dm_err!("{}", e);
-            Err(EINVAL)
-        }
-    }
+    check_param("hot_region_idle_ms", parse_idle_ms(value))
 }
 
 /// The flags of a write that its copies to the legs keep (dm-raid1's
