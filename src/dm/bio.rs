@@ -273,6 +273,17 @@ impl<T: TargetOperations> OwnedBio<T> {
         unsafe { &mut (*per_bio::<T>(self.raw())).record }
     }
 
+    /// Saves what [`Bio::retry`] restores (`dm_bio_record`), for a bio
+    /// that is sent by [`OwnedBio::submit_to`] and may come back to
+    /// `end_io` failed.
+    pub(crate) fn save_details(&self) -> BioDetails {
+        let mut d = BioDetails::default();
+        // SAFETY: `bio` is live (type invariant); `d` is storage for a
+        // `dm_bio_details`.
+        unsafe { bindings::dmmr_bio_record(&mut d.0, self.raw()) };
+        d
+    }
+
     /// A copy of the data a write carries (its `sectors()` worth), in
     /// memory allocated with `flags`.
     pub(crate) fn copy_data(&self, flags: kernel::alloc::Flags) -> Result<KVVec<u8>> {

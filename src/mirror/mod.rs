@@ -180,6 +180,9 @@ struct Queues {
     /// Writes whose regions are marked, waiting for room in the
     /// write-behind backlog (or for it to drain), oldest first.
     behind_waiting: BioList<MirrorSet>,
+    /// Failed writes that only their write-behind copies hold (every leg
+    /// they were sent to failed), until the backlog has drained.
+    copy_waits: BioList<MirrorSet>,
     suspended: bool,
 }
 
@@ -234,10 +237,15 @@ pub(crate) enum BioRecord {
     #[default]
     Other,
     /// A write of data. `covers`: it writes every sector of its region;
-    /// `one_leg`: the region is out of sync and the write went to this leg
-    /// alone; `pending`: counted pending in the region hash; `behind`: the
+    /// `one_leg`: the write went to this leg alone (the region is out of
+    /// sync, or see `direct`); `pending`: counted pending in the region hash; `behind`: the
     /// write-mostly legs that get a copy later (the others got the bio);
-    /// `hot`: sent by `map` to a hot region, counted in `MirrorSet::hot`.
+    /// `hot`: sent by `map` to a hot region, counted in `MirrorSet::hot`;
+    /// `direct`: with write-behind, the write went by itself to `one_leg`,
+    /// the one leg that acknowledges writes, and if it fails there, these
+    /// details restore it for the worker, which handles it as a write dm-io
+    /// reported failed; `only_copies`: it failed on every leg it was sent
+    /// to, so only its copies in `behind` will hold it.
     Write {
         region: u64,
         covers: bool,
@@ -245,6 +253,8 @@ pub(crate) enum BioRecord {
         pending: bool,
         behind: LegSet,
         hot: bool,
+        direct: Option<BioDetails>,
+        only_copies: bool,
     },
     /// An empty flush sent to the legs of `sent_to` only (write-behind).
     Flush { sent_to: LegSet },
@@ -838,6 +848,17 @@ impl MirrorSet {
                 bio.end(Status::io_error());
             } else if self.features.handle_errors && !keep_log {
                 self.hold(bio);
+            } else if matches!(
+                bio.record(),
+                BioRecord::Write {
+                    only_copies: true,
+                    ..
+                }
+            ) {
+                // No leg has it yet, only its copies queued for the
+                // write-mostly legs: acknowledged once they are written
+                // (`end_copy_waits`), an error if they fail.
+                self.queues.lock().copy_waits.push(bio);
             } else {
                 // Without handle_errors dm-raid1 acknowledges the write: it is
                 // on every healthy leg and the region is marked out of sync
@@ -989,6 +1010,7 @@ impl TargetOperations for MirrorSet {
                         discards_queued: 0,
                         discards_in_flight: 0,
                         behind_waiting: BioList::new(),
+                        copy_waits: BioList::new(),
                         suspended: false,
                     },
                     "MirrorSet::queues"
@@ -1030,6 +1052,8 @@ impl TargetOperations for MirrorSet {
                         pending: false,
                         behind: LegSet::EMPTY,
                         hot: true,
+                        direct: None,
+                        only_copies: false,
                     };
                     let (owned, mapped) = bio.submitted();
                     self.dispatch_hot_write(owned);
@@ -1047,6 +1071,8 @@ impl TargetOperations for MirrorSet {
                         pending: false,
                         behind: LegSet::EMPTY,
                         hot: false,
+                        direct: None,
+                        only_copies: false,
                     },
                     BioKind::Discard => BioRecord::Discard { region },
                     _ => BioRecord::Other,
@@ -1114,17 +1140,46 @@ impl TargetOperations for MirrorSet {
                 covers,
                 one_leg,
                 pending,
+                behind,
                 hot,
+                direct,
                 ..
             } => {
                 if let Some(leg) = one_leg {
-                    // An out-of-sync region's write, sent to one leg.
+                    // A write sent to one leg: an out-of-sync region's, or,
+                    // with write-behind, to the one leg that acknowledges
+                    // writes (the legs it is behind on count as reached, as
+                    // in `write_done`).
+                    let leg = usize::from(leg);
                     let reached = if status.is_ok() {
-                        LegSet::single(usize::from(leg))
+                        LegSet::single(leg).union(behind)
                     } else {
-                        LegSet::EMPTY
+                        behind
                     };
                     self.write_completed(region, reached, covers);
+                    if let Some(details) =
+                        direct.filter(|_| !status.is_ok() && !status.is_unsupported())
+                    {
+                        // As dm-io's failed write (`write_done`): the worker
+                        // marks the region out of sync before it ends the
+                        // bio; the bio's next `end_io` only ends its hot and
+                        // pending counts, which keep the region until then.
+                        self.fail_leg(leg, LegErrors::WRITE);
+                        let (mut owned, end) = bio.retry(&details);
+                        if let BioRecord::Write {
+                            one_leg,
+                            direct,
+                            only_copies,
+                            ..
+                        } = owned.record()
+                        {
+                            *one_leg = None;
+                            *direct = None;
+                            *only_copies = !behind.is_empty();
+                        }
+                        self.queue(|q| &mut q.failures, owned);
+                        return end;
+                    }
                 }
                 if hot {
                     self.hot_write_done(region);
@@ -1170,6 +1225,8 @@ impl TargetOperations for MirrorSet {
         // after that: wait for kcopyd's callbacks first, then the worker.
         self.kcopyd.flush();
         self.worker.disable();
+        // Nothing is behind after the drain.
+        self.end_copy_waits();
         // A region hash must not be destroyed with pending writes.
         self.release_all_hot();
     }
@@ -1388,6 +1445,9 @@ impl IoCompletion for MirrorSet {
                 // are written (a failed copy fails the leg).
                 let missed = sent_to.members_at(failed | unsupported);
                 let reached = sent_to.difference(missed).union(behind);
+                if let BioRecord::Write { only_copies, .. } = bio.record() {
+                    *only_copies = !behind.is_empty() && reached == behind;
+                }
                 for idx in failed_legs {
                     self.fail_leg(idx, LegErrors::WRITE);
                 }
@@ -1559,6 +1619,7 @@ impl WorkerCallback for MirrorSet {
         // Writes that waited for the backlog, and copies that may go now.
         self.dispatch_writes(BioList::new());
         self.do_failures(failures);
+        self.end_copy_waits();
         self.send_probe_reads();
         self.rearm_hot();
     }

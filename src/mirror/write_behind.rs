@@ -308,6 +308,26 @@ impl MirrorSet {
                     *bio.record() = BioRecord::Flush { sent_to: sync };
                 }
                 let sector = if kind == BioKind::Flush { 0 } else { sector };
+                // One leg acknowledges writes (the usual write-behind
+                // mirror: a local leg and a remote one): the bio goes there
+                // itself, as a remapped bio would, without dm-io's own bio
+                // and completion in between.
+                let direct = sync
+                    .only_member()
+                    .filter(|_| kind == BioKind::Write)
+                    .and_then(|idx| Some((idx, self.legs.get(idx)?)));
+                if let Some((idx, leg)) = direct {
+                    let details = bio.save_details();
+                    if let BioRecord::Write {
+                        one_leg, direct, ..
+                    } = bio.record()
+                    {
+                        *one_leg = u8::try_from(idx).ok();
+                        *direct = Some(details);
+                    }
+                    bio.submit_to(&leg.dev, leg.map_sector(sector));
+                    return Ok(copied);
+                }
                 self.io.write_all(
                     bio,
                     self.legs
@@ -411,6 +431,44 @@ impl MirrorSet {
                 self.rh.release_nosync(pending);
             }
             self.behind_progress();
+        }
+    }
+
+    /// Ends the failed writes that only their copies hold once the backlog
+    /// has drained: acknowledged if a leg of their copies is still healthy
+    /// (a copy that failed failed its leg), an I/O error otherwise, never an
+    /// acknowledgement of data no leg holds. Writes do not pile up on top
+    /// meanwhile: with the one leg that acknowledges writes failed, new
+    /// writes wait for the drain too.
+    pub(super) fn end_copy_waits(&self) {
+        let mut waits = BioList::new();
+        {
+            let mut q = self.queues.lock();
+            if q.copy_waits.is_empty() {
+                return;
+            }
+            waits.append(&mut q.copy_waits);
+        }
+        let (drained, healthy) = {
+            let st = self.state.lock();
+            (st.behind.backlog.is_empty(), st.usable(self.nr_legs()))
+        };
+        if !drained {
+            // Only the worker adds to the list: nothing came in between.
+            self.queues.lock().copy_waits.append(&mut waits);
+            return;
+        }
+        while let Some(mut bio) = waits.pop() {
+            let behind = match bio.record() {
+                BioRecord::Write { behind, .. } => *behind,
+                _ => LegSet::EMPTY,
+            };
+            if !behind.intersection(healthy).is_empty() {
+                bio.end(Status::ok());
+            } else {
+                dm_err_limit!("write failed on every leg and its write-behind copy: failing I/O");
+                bio.end(Status::io_error());
+            }
         }
     }
 

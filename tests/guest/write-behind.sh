@@ -6,7 +6,8 @@
 # show in `io_balance show`), the bound, reads never on the lagging leg,
 # fio verify while the backlog fills and drains, legs identical after it
 # drains, a failing write-mostly leg (D, nothing lost) and a failing fast
-# leg (EIO or the latest data, never older data).
+# leg (EIO or the latest data, never older data), and a write the fast leg
+# fails (acknowledged once its copy is on the slow leg, EIO if that fails).
 #
 # The write-mostly leg is dm-delay (writes delayed) over dm-linear over a
 # loop device; the fast leg is dm-linear over another. Switching a linear
@@ -19,7 +20,7 @@
 . /dmmr/tests/lib.sh
 need_module
 
-ktap_plan 30
+ktap_plan 35
 
 modprobe -r dm_mirror 2>/dev/null || true
 modprobe dm_mirror_rs || die "cannot load dm_mirror_rs"
@@ -162,6 +163,45 @@ ktap_check "the backlog drains to the slow leg" wait_for 60 drained wb2
 ktap_check_eq "then the slow leg serves the latest data" "$(md5sum <"$DMMR_WORK/new" | cut -d' ' -f1)" \
 	"$(dd if=/dev/mapper/wb2 bs=4k count=8 skip=2000 iflag=direct status=none | md5sum | cut -d' ' -f1)"
 dm remove wb2
+fast_ok
+
+# --- a write the fast leg fails, with writes behind ------------------------
+# The fast leg is the one leg that acknowledges writes: a write it fails is
+# held only by its copy for the slow leg, so it is acknowledged once the copy
+# is written, and fails if the copy fails. Each mapping writes its region
+# twice first (the second write goes from map, a hot region).
+fail_fast_write() {
+	slow_delay 0
+	dm create "$1" --table "$TABLE 4 write_mostly 1 max_write_behind 8192" || die "cannot create $1"
+	wait_for 30 mirror_in_sync "$1"
+	pattern 51 8 | dd of="/dev/mapper/$1" bs=32k seek=375 oflag=direct status=none
+	pattern 51 8 | dd of="/dev/mapper/$1" bs=32k seek=375 oflag=direct status=none
+	wait_for 30 drained "$1"
+	slow_delay 1500
+	fast_error
+}
+fail_fast_write wb3
+pattern 68 8 >"$DMMR_WORK/new3"
+ktap_check "a write the fast leg fails is acknowledged (its copy holds it)" \
+	dd if="$DMMR_WORK/new3" of=/dev/mapper/wb3 bs=32k seek=375 oflag=direct status=none
+ktap_check "when it is acknowledged, the slow leg holds it" slow_has "$DMMR_WORK/new3" 3000
+ktap_check "the fast leg shows D" sh -c "dmsetup status wb3 | grep -q ' DA '"
+ktap_check_eq "reads return it" "$(md5sum <"$DMMR_WORK/new3" | cut -d' ' -f1)" \
+	"$(dd if=/dev/mapper/wb3 bs=32k count=1 skip=375 iflag=direct status=none | md5sum | cut -d' ' -f1)"
+dm remove wb3
+fast_ok
+
+fail_fast_write wb4
+pattern 85 8 >"$DMMR_WORK/new4"
+dd if="$DMMR_WORK/new4" of=/dev/mapper/wb4 bs=32k seek=375 oflag=direct status=none \
+	2>/dev/null &
+writer=$!
+# The copy is still in dm-delay: failing the slow leg's base fails it.
+sleep 0.5
+slow_error
+ktap_check_fails "a write the fast leg and then its copy fail is not acknowledged" wait "$writer"
+dm remove wb4
+swap_table slowbase "0 $SECTORS linear $L1 0"
 fast_ok
 
 ktap_done
