@@ -20,14 +20,14 @@
 . /dmmr/tests/lib.sh
 need_module
 
-ktap_plan 35
+ktap_plan 37
 
 modprobe -r dm_mirror 2>/dev/null || true
 modprobe dm_mirror_rs || die "cannot load dm_mirror_rs"
 modprobe dm-delay || die "cannot load dm-delay"
 
 SECTORS=131072 # 64 MiB
-L0=$(mk_loop 64) L1=$(mk_loop 64)
+L0=$(mk_loop 64) L1=$(mk_loop 64) L2=$(mk_loop 64)
 
 # set_fast <table>, set_slow <table>: swap a leg's table (suspend flushes
 # what dm-delay holds).
@@ -55,7 +55,9 @@ slow_has() {
 dm create fast --table "0 $SECTORS linear $L0 0" || die "cannot create the fast leg"
 dm create slowbase --table "0 $SECTORS linear $L1 0" || die "cannot create the slow base"
 dm create slow --table "0 $SECTORS delay $SB 0 0 $SB 0 0" || die "cannot create the slow leg"
+dm create fast2 --table "0 $SECTORS linear $L2 0" || die "cannot create the second fast leg"
 F=$(dev_majmin /dev/mapper/fast) S=$(dev_majmin /dev/mapper/slow)
+F2=$(dev_majmin /dev/mapper/fast2)
 
 msg() { dmsetup message -- "$1" 0 "${@:2}"; }
 show() { msg "$1" io_balance show; }
@@ -202,6 +204,22 @@ slow_error
 ktap_check_fails "a write the fast leg and then its copy fail is not acknowledged" wait "$writer"
 dm remove wb4
 swap_table slowbase "0 $SECTORS linear $L1 0"
+fast_ok
+
+# Two legs acknowledge writes (through dm-io), and both fail the write.
+slow_delay 0
+dm create wb5 --table "0 $SECTORS mirror core 2 1024 nosync 3 $F 0 $F2 0 $S 0 4 write_mostly 2 max_write_behind 8192" ||
+	die "cannot create wb5"
+wait_for 30 mirror_in_sync wb5
+slow_delay 1500
+fast_error
+swap_table fast2 "0 $SECTORS error"
+pattern 102 8 >"$DMMR_WORK/new5"
+ktap_check "three legs: a write both fast legs fail is acknowledged" \
+	dd if="$DMMR_WORK/new5" of=/dev/mapper/wb5 bs=32k seek=375 oflag=direct status=none
+ktap_check "when it is acknowledged, the slow leg holds it" slow_has "$DMMR_WORK/new5" 3000
+dm remove wb5
+swap_table fast2 "0 $SECTORS linear $L2 0"
 fast_ok
 
 ktap_done
