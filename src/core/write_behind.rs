@@ -24,8 +24,10 @@
 //!
 //! Storage comes from the caller, like [`super::freshness::Freshness`]: a
 //! slice of [`BehindSlot`]s (the capacity) and [`Backlog::words_needed`] words
-//! of region bitmap. Admission and completion scan the slots (O(slots)); the
-//! read-side question [`Backlog::behind`] is O(legs).
+//! of region bitmap. Admission and completion scan the slots up to the
+//! highest one in use (new entries take the lowest free slot, so that is
+//! about the number of entries behind, not the capacity); the read-side
+//! question [`Backlog::behind`] is O(legs).
 
 use core::ops::DerefMut;
 
@@ -125,12 +127,19 @@ impl Ticket {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Admitted {
     slots: [Option<u16>; MAX_LEGS],
+    seq_end: u64,
 }
 
 impl Admitted {
     /// The slot of `leg`'s entry, if the write was admitted for it.
     pub fn slot(&self, leg: usize) -> Option<usize> {
         self.slots.get(leg).copied().flatten().map(usize::from)
+    }
+
+    /// Above the sequence number of every entry admitted up to and with
+    /// this write: [`Backlog::settled_before`] tells when they are all done.
+    pub fn seq_end(&self) -> u64 {
+        self.seq_end
     }
 
     /// The legs the write was admitted for.
@@ -197,7 +206,9 @@ pub struct BehindStats {
 // same leg, lower `seq`, overlapping it; `s.state == Waiting` iff
 // `s.waits_for > 0` (a slot handed out is `InFlight` and only ever had
 // `waits_for == 0`). `ready` is the number of `Ready` slots, `free` of
-// `Free` ones; `next_seq` is above every pending slot's `seq`.
+// `Free` ones; `next_seq` is above every pending slot's `seq`. Every
+// pending slot's index is below `high`, and `high == 0` or slot `high - 1`
+// is pending.
 #[derive(Debug)]
 pub struct Backlog<S, B> {
     nr_legs: usize,
@@ -207,6 +218,7 @@ pub struct Backlog<S, B> {
     behind: RegionBits<B>,
     free: usize,
     ready: usize,
+    high: usize,
     next_seq: u64,
     stats: [BehindStats; MAX_LEGS],
 }
@@ -247,6 +259,7 @@ where
             slots,
             behind,
             ready: 0,
+            high: 0,
             next_seq: 0,
             stats: [BehindStats::default(); MAX_LEGS],
         })
@@ -301,14 +314,35 @@ where
         }
     }
 
+    /// The slots that may be pending: up to the highest one in use.
+    fn used(&self) -> &[BehindSlot] {
+        self.slots.get(..self.high).unwrap_or(&[])
+    }
+
+    /// As [`Self::used`], to change them.
+    fn used_mut(&mut self) -> &mut [BehindSlot] {
+        let high = self.high;
+        self.slots.get_mut(..high).unwrap_or(&mut [])
+    }
+
     /// When `leg`'s oldest pending entry was admitted (`None`: no entry).
     pub fn oldest_ns(&self, leg: usize) -> Option<u64> {
         let leg = u8::try_from(leg).ok()?;
-        self.slots
+        self.used()
             .iter()
             .filter(|s| s.is_pending() && s.leg == leg)
             .map(|s| s.admitted_ns)
             .min()
+    }
+
+    /// Whether every entry admitted before `seq_end` (an
+    /// [`Admitted::seq_end`]) has completed: a write's copies, and every
+    /// earlier copy, are done. Later admissions do not delay the answer.
+    pub fn settled_before(&self, seq_end: u64) -> bool {
+        !self
+            .used()
+            .iter()
+            .any(|s| s.is_pending() && s.seq < seq_end)
     }
 
     /// The legs that are behind in `region` (empty for a region out of
@@ -367,18 +401,20 @@ where
                 continue;
             };
             let waits_for = self
-                .slots
+                .used()
                 .iter()
                 .filter(|s| s.is_pending() && s.overlaps(leg8, sector, nr_sectors))
                 .count();
-            let Some((index, slot)) = self
-                .slots
-                .iter_mut()
-                .enumerate()
-                .find(|(_, s)| !s.is_pending())
-            else {
+            // The lowest free slot: one below `high`, or `high` itself.
+            let index = self
+                .used()
+                .iter()
+                .position(|s| !s.is_pending())
+                .unwrap_or(self.high);
+            let Some(slot) = self.slots.get_mut(index) else {
                 break;
             };
+            self.high = self.high.max(index.saturating_add(1));
             if let Some(entry) = admitted.slots.get_mut(leg) {
                 *entry = u16::try_from(index).ok();
             }
@@ -410,6 +446,7 @@ where
             }
             self.behind.set(leg, region, true);
         }
+        admitted.seq_end = self.next_seq;
         Ok(admitted)
     }
 
@@ -420,7 +457,7 @@ where
             return None;
         }
         let (index, slot) = self
-            .slots
+            .used_mut()
             .iter_mut()
             .enumerate()
             .filter(|(_, s)| s.state == SlotState::Ready)
@@ -458,7 +495,15 @@ where
         }
         let mut region_caught_up = true;
         let mut newly_ready = 0usize;
-        for s in self.slots.iter_mut().filter(|s| s.is_pending()) {
+        while self.high > 0
+            && self
+                .slots
+                .get(self.high.saturating_sub(1))
+                .is_some_and(|s| !s.is_pending())
+        {
+            self.high = self.high.saturating_sub(1);
+        }
+        for s in self.used_mut().iter_mut().filter(|s| s.is_pending()) {
             if s.leg != done.leg {
                 continue;
             }
@@ -708,6 +753,8 @@ mod tests {
         disk: Vec<Vec<u64>>,
         want: Vec<Vec<u64>>,
         seq: u64,
+        /// Per admitted write: its number (`seq`) and [`Admitted::seq_end`].
+        ends: Vec<(u64, u64)>,
     }
 
     impl Model {
@@ -721,6 +768,7 @@ mod tests {
                 disk: vec![vec![0; size]; NR_LEGS],
                 want: vec![vec![0; size]; NR_LEGS],
                 seq: 1,
+                ends: Vec::new(),
             }
         }
 
@@ -753,6 +801,7 @@ mod tests {
                     }
                     let admitted = r.unwrap();
                     prop_assert_eq!(admitted.legs(), legs);
+                    self.ends.push((self.seq, admitted.seq_end()));
                     for leg in legs {
                         self.pending.push(Pending {
                             leg,
@@ -835,6 +884,12 @@ mod tests {
                     .fold(LegSet::EMPTY, |set, p| set.with(p.leg));
                 prop_assert_eq!(b.behind(region), want);
             }
+            // A write is settled once its entries and every earlier one
+            // completed, whatever was admitted after it.
+            for &(write, seq_end) in &self.ends {
+                let open = self.pending.iter().any(|p| p.seq <= write);
+                prop_assert_eq!(b.settled_before(seq_end), !open, "write {}", write);
+            }
             Ok(())
         }
     }
@@ -842,7 +897,8 @@ mod tests {
     proptest! {
         /// Against the model: writes reach each lagging leg's disk in
         /// admission order wherever they overlap; the bound holds; a leg is
-        /// behind in a region exactly while it has an entry there; the
+        /// behind in a region exactly while it has an entry there; a write
+        /// is settled exactly when it and every earlier write completed; the
         /// backlog never stalls; and once drained, each disk holds what
         /// applying every admitted write in order gives.
         #[test]
