@@ -77,6 +77,7 @@ void dmmr_wait_recovery_stopped(struct dm_region_hash *rh);
  */
 #define DMMR_STRING_PARAM_MAX 128
 void dmmr_param_read_default_io_balance(char *buf, size_t size);
+void dmmr_param_read_hot_region_idle_ms(char *buf, size_t size);
 
 /* The kcopyd throttle behind the raid1_resync_throttle module parameter. */
 struct dm_kcopyd_throttle *dmmr_resync_throttle(void);
