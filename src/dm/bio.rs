@@ -84,9 +84,14 @@ pub(crate) struct Mapped(pub(super) i32);
 pub(crate) struct EndIo(pub(super) Option<Status>);
 
 /// What `dm_bio_record` saves of a bio, so that a failed read can be
-/// restored and sent again (kept in the per-bio record).
+/// restored and sent again (kept in the per-bio record), and which bio it
+/// was saved from: [`Bio::retry`] restores only that one.
 #[derive(Clone, Copy, Default)]
-pub(crate) struct BioDetails(bindings::dmmr_bio_details);
+pub(crate) struct BioDetails {
+    saved: bindings::dmmr_bio_details,
+    /// The address of the bio (0: nothing saved).
+    bio: usize,
+}
 
 /// A bio inside `map` or `end_io`.
 ///
@@ -179,10 +184,8 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
 
     /// Saves what a retry needs to restore (`dm_bio_record`).
     pub(crate) fn save_details(&self) -> BioDetails {
-        let mut d = BioDetails::default();
-        // SAFETY: `bio` is live; `d` is storage for a `dm_bio_details`.
-        unsafe { bindings::dmmr_bio_record(&mut d.0, self.raw()) };
-        d
+        // SAFETY: `bio` is live by the type invariant.
+        unsafe { save_details(self.raw()) }
     }
 
     /// In `end_io`: completes the bio with `status`.
@@ -192,12 +195,18 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
 
     /// In `end_io`: keeps the bio (`DM_ENDIO_INCOMPLETE`) after restoring it
     /// from `details`; the target sends it again or completes it later.
-    pub(crate) fn retry(self, details: &BioDetails) -> (OwnedBio<T>, EndIo) {
+    /// Details saved from another bio give the bio back untouched.
+    pub(crate) fn retry(self, details: &BioDetails) -> Result<(OwnedBio<T>, EndIo), Self> {
+        if details.bio != self.raw() as usize {
+            return Err(self);
+        }
         let mut d = *details;
-        // SAFETY: `bio` is live and its I/O is over: restoring the saved
-        // fields makes it what `map` saw, ready to be sent again.
+        // SAFETY: `bio` is live and its I/O is over; `details` were saved
+        // from this bio (checked above; a bio's per-bio data, where they are
+        // kept, lives no longer than the bio), before it was sent. Restoring
+        // them makes it what it was then, ready to be sent again.
         unsafe {
-            bindings::dmmr_bio_restore(&mut d.0, self.raw());
+            bindings::dmmr_bio_restore(&mut d.saved, self.raw());
             (*self.raw()).bi_status = Status::ok().0;
         }
         // INVARIANT: returning DM_ENDIO_INCOMPLETE leaves the bio's
@@ -206,7 +215,7 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
             bio: self.bio,
             _p: PhantomData,
         };
-        (owned, EndIo(None))
+        Ok((owned, EndIo(None)))
     }
 }
 
@@ -277,11 +286,8 @@ impl<T: TargetOperations> OwnedBio<T> {
     /// that is sent by [`OwnedBio::submit_to`] and may come back to
     /// `end_io` failed.
     pub(crate) fn save_details(&self) -> BioDetails {
-        let mut d = BioDetails::default();
-        // SAFETY: `bio` is live (type invariant); `d` is storage for a
-        // `dm_bio_details`.
-        unsafe { bindings::dmmr_bio_record(&mut d.0, self.raw()) };
-        d
+        // SAFETY: `bio` is live by the type invariant.
+        unsafe { save_details(self.raw()) }
     }
 
     /// A copy of the data a write carries (its `sectors()` worth), in
@@ -414,6 +420,22 @@ unsafe fn kind_of(bio: *mut bindings::bio) -> BioKind {
     } else {
         BioKind::Other
     }
+}
+
+/// What `dm_bio_record` saves of `bio`, and `bio`'s address.
+///
+/// # Safety
+///
+/// `bio` is a live bio.
+unsafe fn save_details(bio: *mut bindings::bio) -> BioDetails {
+    let mut d = BioDetails {
+        saved: Default::default(),
+        bio: bio as usize,
+    };
+    // SAFETY: `bio` is live (the function's contract); `d.saved` is
+    // storage for a `dm_bio_details`.
+    unsafe { bindings::dmmr_bio_record(&mut d.saved, bio) };
+    d
 }
 
 /// Request flags (`REQ_FUA`, `REQ_PREFLUSH`, ...) of a bio or of an I/O the

@@ -1145,42 +1145,53 @@ impl TargetOperations for MirrorSet {
                 direct,
                 ..
             } => {
-                if let Some(leg) = one_leg {
-                    // A write sent to one leg: an out-of-sync region's, or,
-                    // with write-behind, to the one leg that acknowledges
-                    // writes (the legs it is behind on count as reached, as
-                    // in `write_done`).
-                    let leg = usize::from(leg);
-                    let reached = if status.is_ok() {
-                        LegSet::single(leg).union(behind)
-                    } else {
-                        behind
-                    };
-                    self.write_completed(region, reached, covers);
-                    if let Some(details) =
-                        direct.filter(|_| !status.is_ok() && !status.is_unsupported())
-                    {
-                        // As dm-io's failed write (`write_done`): the worker
-                        // marks the region out of sync before it ends the
-                        // bio; the bio's next `end_io` only ends its hot and
-                        // pending counts, which keep the region until then.
-                        self.fail_leg(leg, LegErrors::WRITE);
-                        let (mut owned, end) = bio.retry(&details);
-                        if let BioRecord::Write {
-                            one_leg,
-                            direct,
-                            only_copies,
-                            ..
-                        } = owned.record()
-                        {
-                            *one_leg = None;
-                            *direct = None;
-                            *only_copies = !behind.is_empty();
+                let bio = match one_leg {
+                    Some(leg) => {
+                        // A write sent to one leg: an out-of-sync region's,
+                        // or, with write-behind, to the one leg that
+                        // acknowledges writes (the legs it is behind on
+                        // count as reached, as in `write_done`).
+                        let leg = usize::from(leg);
+                        let reached = if status.is_ok() {
+                            LegSet::single(leg).union(behind)
+                        } else {
+                            behind
+                        };
+                        self.write_completed(region, reached, covers);
+                        match direct.filter(|_| !status.is_ok() && !status.is_unsupported()) {
+                            Some(details) => {
+                                // As dm-io's failed write (`write_done`): the
+                                // worker marks the region out of sync before
+                                // it ends the bio; the bio's next `end_io`
+                                // only ends its hot and pending counts, which
+                                // keep the region until then.
+                                self.fail_leg(leg, LegErrors::WRITE);
+                                match bio.retry(&details) {
+                                    Ok((mut owned, end)) => {
+                                        if let BioRecord::Write {
+                                            one_leg,
+                                            direct,
+                                            only_copies,
+                                            ..
+                                        } = owned.record()
+                                        {
+                                            *one_leg = None;
+                                            *direct = None;
+                                            *only_copies = !behind.is_empty();
+                                        }
+                                        self.queue(|q| &mut q.failures, owned);
+                                        return end;
+                                    }
+                                    // Never: the details are this bio's. It
+                                    // ends failed.
+                                    Err(bio) => bio,
+                                }
+                            }
+                            None => bio,
                         }
-                        self.queue(|q| &mut q.failures, owned);
-                        return end;
                     }
-                }
+                    None => bio,
+                };
                 if hot {
                     self.hot_write_done(region);
                 }
@@ -1211,10 +1222,15 @@ impl TargetOperations for MirrorSet {
             dm_err_limit!("All replicated volumes dead, failing I/O");
             return bio.done(status);
         }
-        let (mut owned, end) = bio.retry(&details);
-        *owned.record() = BioRecord::queued_read(region);
-        self.queue(|q| &mut q.reads, owned);
-        end
+        match bio.retry(&details) {
+            Ok((mut owned, end)) => {
+                *owned.record() = BioRecord::queued_read(region);
+                self.queue(|q| &mut q.reads, owned);
+                end
+            }
+            // Never: the details are this bio's.
+            Err(bio) => bio.done(status),
+        }
     }
 
     fn stop(&self) {
