@@ -254,22 +254,44 @@ impl<S: DerefMut<Target = [u64]>> Freshness<S> {
             .or_else(|| fresh.at_or_before(preferred)))
     }
 
-    /// The default leg to move to when `current` is stale somewhere: a
-    /// healthy leg fresh everywhere (in `choose_mirror()` order), else
-    /// `None` (keep `current`; reads and copies avoid it where it is stale).
-    pub fn better_default(&self, current: usize, healthy: LegSet) -> Option<usize> {
+    /// The default leg to move to when `current` is stale somewhere, or is
+    /// write-mostly while another leg could be the default: a healthy leg
+    /// fresh everywhere (in `choose_mirror()` order), one that is not
+    /// write-mostly if there is one; else `None` (keep `current`; reads and
+    /// copies avoid it where it is stale). A write-mostly leg becomes the
+    /// default only when no other leg holds every region's latest data
+    /// (the default is then the leg that has it; with write-behind, the
+    /// legs that acknowledge writes are gone).
+    pub fn better_default(
+        &self,
+        current: usize,
+        healthy: LegSet,
+        write_mostly: LegSet,
+    ) -> Option<usize> {
         let everywhere = self.fresh_everywhere();
-        if everywhere.contains(current) {
+        let candidates = everywhere.intersection(healthy);
+        let preferred = candidates.difference(write_mostly);
+        if everywhere.contains(current) && (!write_mostly.contains(current) || preferred.is_empty())
+        {
             return None;
         }
-        everywhere.intersection(healthy).at_or_before(current)
+        if preferred.is_empty() {
+            candidates.at_or_before(current)
+        } else {
+            preferred.at_or_before(current)
+        }
     }
 
-    /// Moves `balancer`'s default leg off a leg that went stale somewhere,
-    /// to a healthy leg fresh everywhere, if there is one; returns the new
-    /// default. Call after every change of freshness or health.
-    pub fn keep_default_fresh(&self, balancer: &mut Balancer, healthy: LegSet) -> Option<usize> {
-        let new = self.better_default(balancer.default_leg(), healthy)?;
+    /// Moves `balancer`'s default leg as [`Freshness::better_default`] says;
+    /// returns the new default. Call after every change of freshness,
+    /// health or write-mostly legs.
+    pub fn keep_default_fresh(
+        &self,
+        balancer: &mut Balancer,
+        healthy: LegSet,
+        write_mostly: LegSet,
+    ) -> Option<usize> {
+        let new = self.better_default(balancer.default_leg(), healthy, write_mostly)?;
         balancer.set_default_leg(new).ok()?;
         Some(new)
     }
@@ -426,15 +448,23 @@ mod tests {
         // No healthy fresh leg: a fresh one all the same.
         assert_eq!(f.source_for(0, 0, set(&[0])), Ok(Some(2)));
         assert_eq!(f.source_for(1, 0, set(&[1])), Ok(Some(0)));
-        assert_eq!(f.better_default(0, set(&[0, 1, 2])), Some(2));
-        assert_eq!(f.better_default(0, set(&[0, 1])), Some(1));
-        assert_eq!(f.better_default(0, set(&[0])), None);
-        assert_eq!(f.better_default(1, set(&[0, 1, 2])), None);
+        let none = LegSet::EMPTY;
+        assert_eq!(f.better_default(0, set(&[0, 1, 2]), none), Some(2));
+        assert_eq!(f.better_default(0, set(&[0, 1]), none), Some(1));
+        assert_eq!(f.better_default(0, set(&[0]), none), None);
+        assert_eq!(f.better_default(1, set(&[0, 1, 2]), none), None);
+        // Not a write-mostly leg while another leg can be the default.
+        assert_eq!(f.better_default(0, set(&[0, 1, 2]), set(&[2])), Some(1));
+        assert_eq!(f.better_default(0, set(&[0, 2]), set(&[2])), Some(2));
+        assert_eq!(f.better_default(2, set(&[0, 1, 2]), set(&[2])), Some(1));
+        assert_eq!(f.better_default(2, set(&[0, 2]), set(&[1, 2])), None);
+        assert_eq!(f.better_default(1, set(&[0, 1, 2]), set(&[2])), None);
         // Every leg stale somewhere: no better default, sources per region.
         f.write_completed(1, set(&[0]), false).unwrap();
         f.write_completed(2, set(&[0, 1]), false).unwrap();
         assert_eq!(f.fresh_everywhere(), LegSet::EMPTY);
-        assert_eq!(f.better_default(0, set(&[0, 1, 2])), None);
+        assert_eq!(f.better_default(0, set(&[0, 1, 2]), none), None);
+        assert_eq!(f.better_default(0, set(&[0, 1, 2]), set(&[2])), None);
         assert_eq!(f.source_for(1, 1, set(&[0, 1, 2])), Ok(Some(0)));
         // A region nobody holds.
         f.trust_only(3, 0).unwrap();

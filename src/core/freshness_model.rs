@@ -300,7 +300,7 @@ mod tests {
 
         fn keep_default_fresh(&mut self) {
             self.freshness
-                .keep_default_fresh(&mut self.balancer, self.healthy);
+                .keep_default_fresh(&mut self.balancer, self.healthy, LegSet::EMPTY);
         }
     }
 

@@ -106,6 +106,25 @@ impl WriteBehindConfig {
         Ok(())
     }
 
+    /// Checks the settings a message made of `before` (as
+    /// [`WriteBehindConfig::check`]), except that the default leg may stay
+    /// write-mostly if it already was: it became the default when no leg
+    /// that acknowledges writes could be (a failure), and the message may
+    /// be what gives it one again.
+    pub fn check_change(
+        &self,
+        before: &WriteBehindConfig,
+        nr_legs: usize,
+        default_leg: usize,
+    ) -> Result<(), WriteMostlyError<'static>> {
+        match self.check(nr_legs, default_leg) {
+            Err(WriteMostlyError::DefaultLeg(_)) if before.write_mostly().contains(default_leg) => {
+                Ok(())
+            }
+            checked => checked,
+        }
+    }
+
     /// Number of feature words [`WriteBehindConfig::write_words`] writes.
     pub fn word_count(&self) -> u32 {
         let legs = self.write_mostly.iter().flatten().count();
@@ -525,6 +544,47 @@ mod tests {
         let mut out = String::new();
         config.write_words(&mut out, &NAMES).unwrap();
         assert_eq!(out, " write_mostly 2 max_write_behind 64");
+    }
+
+    #[test]
+    fn a_message_may_leave_a_write_mostly_default_but_not_make_one() {
+        let leg = |i| LegRef::by_index(i).unwrap();
+        let mut before = WriteBehindConfig::default();
+        for i in [1, 2] {
+            before.apply(&WriteBehindCommand::WriteMostly {
+                leg: leg(i),
+                on: true,
+            });
+        }
+        // Leg 2 became the default when leg 0 failed: leg 1 may stop being
+        // write-mostly.
+        let mut after = before;
+        after.apply(&WriteBehindCommand::WriteMostly {
+            leg: leg(1),
+            on: false,
+        });
+        assert_eq!(after.check(3, 2), Err(WriteMostlyError::DefaultLeg(2)));
+        assert_eq!(after.check_change(&before, 3, 2), Ok(()));
+        // Making the default leg write-mostly is still refused.
+        let mut only_one = WriteBehindConfig::default();
+        only_one.apply(&WriteBehindCommand::WriteMostly {
+            leg: leg(1),
+            on: true,
+        });
+        assert_eq!(
+            before.check_change(&only_one, 3, 2),
+            Err(WriteMostlyError::DefaultLeg(2))
+        );
+        // And so is every leg write-mostly.
+        let mut all = before;
+        all.apply(&WriteBehindCommand::WriteMostly {
+            leg: leg(0),
+            on: true,
+        });
+        assert_eq!(
+            all.check_change(&before, 3, 2),
+            Err(WriteMostlyError::AllLegs)
+        );
     }
 
     #[test]

@@ -158,8 +158,9 @@ impl LegState {
     ) -> Result<(), FreshnessError> {
         let done = self.freshness.write_completed(region, reached, covers);
         let healthy = self.usable(nr_legs);
+        let write_mostly = self.behind.config.write_mostly();
         self.freshness
-            .keep_default_fresh(&mut self.balancer, healthy);
+            .keep_default_fresh(&mut self.balancer, healthy, write_mostly);
         done
     }
 }
@@ -461,12 +462,16 @@ impl MirrorSet {
         let mut report = Report::None;
         if st.balancer.default_leg() == idx {
             let healthy = st.usable(nr);
-            match st
-                .freshness
-                .fresh_everywhere()
-                .intersection(healthy)
-                .at_or_before(idx)
-            {
+            // A leg that acknowledges writes rather than a write-mostly one,
+            // if one can be the default.
+            let candidates = st.freshness.fresh_everywhere().intersection(healthy);
+            let preferred = candidates.difference(st.behind.config.write_mostly());
+            let candidates = if preferred.is_empty() {
+                candidates
+            } else {
+                preferred
+            };
+            match candidates.at_or_before(idx) {
                 // Cannot fail: `new` is a leg of this set.
                 Some(new) => drop(st.balancer.set_default_leg(new)),
                 // Better to read the failing leg than to return stale data.
@@ -1357,14 +1362,25 @@ impl TargetOperations for MirrorSet {
             Message::WriteBehind(cmd) => {
                 let checked = {
                     let mut st = self.state.lock();
-                    let mut config = st.behind.config;
+                    let before = st.behind.config;
+                    let mut config = before;
                     config.apply(&cmd);
-                    let checked = config.check(self.nr_legs(), st.balancer.default_leg());
+                    let checked =
+                        config.check_change(&before, self.nr_legs(), st.balancer.default_leg());
                     if checked.is_ok() {
                         st.behind.config = config;
                         st.behind
                             .backlog
                             .set_max_sectors(u64::from(config.max_write_behind()));
+                        // A leg no longer write-mostly may take the default
+                        // back from one that is.
+                        let healthy = st.usable(self.nr_legs());
+                        let LegState {
+                            freshness,
+                            balancer,
+                            ..
+                        } = &mut *st;
+                        freshness.keep_default_fresh(balancer, healthy, config.write_mostly());
                     }
                     checked
                 };
@@ -1572,9 +1588,10 @@ impl CopyCompletion for MirrorSet {
             let LegState {
                 freshness,
                 balancer,
+                behind,
                 ..
             } = &mut *st;
-            freshness.keep_default_fresh(balancer, healthy);
+            freshness.keep_default_fresh(balancer, healthy, behind.config.write_mostly());
             done
         };
         if done.is_err() {
