@@ -182,7 +182,8 @@ struct Queues {
     /// write-behind backlog (or for it to drain), oldest first.
     behind_waiting: BioList<MirrorSet>,
     /// Failed writes that only their write-behind copies hold (every leg
-    /// they were sent to failed), until the backlog has drained.
+    /// they were sent to missed them), until those copies and every earlier
+    /// one are done (`MirrorSet::end_copy_waits`).
     copy_waits: BioList<MirrorSet>,
     suspended: bool,
 }
@@ -245,8 +246,11 @@ pub(crate) enum BioRecord {
     /// `direct`: with write-behind, the write went by itself to `one_leg`,
     /// the one leg that acknowledges writes, and if it fails there, these
     /// details restore it for the worker, which handles it as a write dm-io
-    /// reported failed; `only_copies`: it failed on every leg it was sent
-    /// to, so only its copies in `behind` will hold it.
+    /// reported failed; `only_copies`: every leg it was sent to missed it,
+    /// so only its copies in `behind` will hold it; `copies_end`: the
+    /// backlog's [`Admitted::seq_end`] for those copies.
+    ///
+    /// [`Admitted::seq_end`]: crate::mcore::write_behind::Admitted::seq_end
     Write {
         region: u64,
         covers: bool,
@@ -256,6 +260,7 @@ pub(crate) enum BioRecord {
         hot: bool,
         direct: Option<BioDetails>,
         only_copies: bool,
+        copies_end: u64,
     },
     /// An empty flush sent to the legs of `sent_to` only (write-behind).
     Flush { sent_to: LegSet },
@@ -1059,6 +1064,7 @@ impl TargetOperations for MirrorSet {
                         hot: true,
                         direct: None,
                         only_copies: false,
+                        copies_end: 0,
                     };
                     let (owned, mapped) = bio.submitted();
                     self.dispatch_hot_write(owned);
@@ -1078,6 +1084,7 @@ impl TargetOperations for MirrorSet {
                         hot: false,
                         direct: None,
                         only_copies: false,
+                        copies_end: 0,
                     },
                     BioKind::Discard => BioRecord::Discard { region },
                     _ => BioRecord::Other,

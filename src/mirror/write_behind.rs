@@ -11,6 +11,11 @@
 //!   region is marked in the dirty log. Its copy for a write-mostly leg is
 //!   admitted to the backlog before that, so a read issued after the
 //!   acknowledgement never goes to a leg the write is behind on.
+//! - **A write those legs all missed.** Only its copies hold it: it is
+//!   acknowledged once they and every earlier copy are written and a
+//!   healthy leg of them flushed its cache, and fails with EIO if none is
+//!   left (`end_copy_waits`). Without `handle_errors`, that is; with it the
+//!   write is held for dmeventd, as dm-raid1 holds a failed write.
 //! - **Bound.** At `max_write_behind` sectors behind on a leg (or when the
 //!   backlog has no free slot, or a copy cannot be allocated without
 //!   sleeping), a write waits in `behind_waiting`, in order, until
@@ -21,8 +26,13 @@
 //! - **Regions.** Each copy holds a pending write in its region
 //!   ([`PendingRef`]), counted before the copy is admitted: the region
 //!   stays dirty in the log, and out of recovery, until the copy is on its
-//!   leg. After a crash the resync copies
-//!   it from the default leg, which is never write-mostly.
+//!   leg. After a crash the resync copies it from the default leg, which
+//!   is never write-mostly and has every write whose copy was behind. Not a
+//!   write only its copies hold (above): the log says that a region is out
+//!   of sync, not which leg has its latest data, so after a crash or a
+//!   reload the resync writes the default leg's older data over it, as
+//!   dm-raid1 does to a write its default leg failed without
+//!   `handle_errors`. lvm2's tables have `handle_errors`.
 //! - **Failure of a copy.** The leg fails (an event with `handle_errors`),
 //!   it is stale in the region, and the region is marked out of sync before
 //!   its pending write is released.
@@ -301,8 +311,12 @@ impl MirrorSet {
             WritePlan::Fail => bio.end(Status::io_error()),
             WritePlan::Legs(sync) => {
                 if kind == BioKind::Write {
-                    if let BioRecord::Write { behind, .. } = bio.record() {
+                    if let BioRecord::Write {
+                        behind, copies_end, ..
+                    } = bio.record()
+                    {
                         *behind = admitted.legs();
+                        *copies_end = admitted.seq_end();
                     }
                 } else {
                     *bio.record() = BioRecord::Flush { sent_to: sync };
@@ -434,12 +448,16 @@ impl MirrorSet {
         }
     }
 
-    /// Ends the failed writes that only their copies hold once the backlog
-    /// has drained: acknowledged if a leg of their copies is still healthy
-    /// (a copy that failed failed its leg), an I/O error otherwise, never an
-    /// acknowledgement of data no leg holds. Writes do not pile up on top
-    /// meanwhile: with the one leg that acknowledges writes failed, new
-    /// writes wait for the drain too.
+    /// Ends the failed writes that only their copies hold, each once its
+    /// copies and every earlier copy are done (later writes do not hold it
+    /// up): acknowledged if a leg of its copies is still healthy (a copy
+    /// that failed failed its leg) and that leg then flushed its cache, an
+    /// I/O error otherwise, never an acknowledgement of data no leg holds.
+    /// The flush is what the write-mostly leg does not get for writes the
+    /// other legs acknowledge: here it alone holds the write, which may have
+    /// carried FUA or a preflush (and all earlier copies are written, so the
+    /// flush covers what a preflush asks for too). Worker (or `stop`):
+    /// process context, the flush waits.
     pub(super) fn end_copy_waits(&self) {
         let mut waits = BioList::new();
         {
@@ -449,25 +467,62 @@ impl MirrorSet {
             }
             waits.append(&mut q.copy_waits);
         }
-        let (drained, healthy) = {
-            let st = self.state.lock();
-            (st.behind.backlog.is_empty(), st.usable(self.nr_legs()))
-        };
-        if !drained {
+        let mut keep = BioList::new();
+        let mut ready = BioList::new();
+        let mut flush = LegSet::EMPTY;
+        while let Some(mut bio) = waits.pop() {
+            let (behind, copies_end) = match bio.record() {
+                BioRecord::Write {
+                    behind, copies_end, ..
+                } => (*behind, *copies_end),
+                _ => (LegSet::EMPTY, 0),
+            };
+            let (settled, healthy) = {
+                let st = self.state.lock();
+                (
+                    st.behind.backlog.settled_before(copies_end),
+                    st.usable(self.nr_legs()),
+                )
+            };
+            if !settled {
+                keep.push(bio);
+            } else if behind.intersection(healthy).is_empty() {
+                dm_err_limit!("write failed on every leg and its write-behind copy: failing I/O");
+                bio.end(Status::io_error());
+            } else {
+                flush = flush.union(behind.intersection(healthy));
+                ready.push(bio);
+            }
+        }
+        if !keep.is_empty() {
             // Only the worker adds to the list: nothing came in between.
-            self.queues.lock().copy_waits.append(&mut waits);
+            self.queues.lock().copy_waits.append(&mut keep);
+        }
+        if ready.is_empty() {
             return;
         }
-        while let Some(mut bio) = waits.pop() {
+        // `flush_sync` answers a bit per device in the order given.
+        let failed_bits = self.io.flush_sync(
+            self.legs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| flush.contains(*i))
+                .map(|(_, leg)| &leg.dev),
+        );
+        let failed = flush.members_at(failed_bits);
+        for leg in failed {
+            self.fail_leg(leg, LegErrors::FLUSH);
+        }
+        while let Some(mut bio) = ready.pop() {
             let behind = match bio.record() {
                 BioRecord::Write { behind, .. } => *behind,
                 _ => LegSet::EMPTY,
             };
-            if !behind.intersection(healthy).is_empty() {
-                bio.end(Status::ok());
-            } else {
+            if behind.intersection(flush).difference(failed).is_empty() {
                 dm_err_limit!("write failed on every leg and its write-behind copy: failing I/O");
                 bio.end(Status::io_error());
+            } else {
+                bio.end(Status::ok());
             }
         }
     }

@@ -20,14 +20,14 @@
 . /dmmr/tests/lib.sh
 need_module
 
-ktap_plan 37
+ktap_plan 43
 
 modprobe -r dm_mirror 2>/dev/null || true
 modprobe dm_mirror_rs || die "cannot load dm_mirror_rs"
 modprobe dm-delay || die "cannot load dm-delay"
 
 SECTORS=131072 # 64 MiB
-L0=$(mk_loop 64) L1=$(mk_loop 64) L2=$(mk_loop 64)
+L0=$(mk_loop 64) L1=$(mk_loop 64) L2=$(mk_loop 64) L3=$(mk_loop 64)
 
 # set_fast <table>, set_slow <table>: swap a leg's table (suspend flushes
 # what dm-delay holds).
@@ -65,7 +65,11 @@ show() { msg "$1" io_balance show; }
 behind_writes() { show "$1" | awk '$1 == "behind" && $2 == 1 { print $5; f = 1 } END { if (!f) print 0 }'; }
 behind_field() { show "$1" | awk -v k="$2" '$1 == "behind" && $2 == 1 { for (i = 4; i < NF; i++) if ($i == k) print $(i + 1) }'; }
 drained() { [ "$(behind_writes "$1")" = 0 ]; }
+default_of() { show "$1" | awk '$1 == "default" { print $2 }'; }
 reads_of() { awk '{ print $1 }' "/sys/dev/block/$1/stat"; }
+# flushes_of /dev/loopN: flush requests the loop device completed (it has a
+# write cache, so flushes reach it).
+flushes_of() { awk '{ print $16 }' "/sys/block/${1#/dev/}/stat"; }
 # pattern <byte> <blocks>: <blocks> 4 KiB blocks of one byte value.
 pattern() { head -c $((4096 * $2)) /dev/zero | tr '\0' "\\$(printf '%03o' "$1")"; }
 
@@ -184,9 +188,14 @@ fail_fast_write() {
 }
 fail_fast_write wb3
 pattern 68 8 >"$DMMR_WORK/new3"
+flushes=$(flushes_of "$L1")
 ktap_check "a write the fast leg fails is acknowledged (its copy holds it)" \
 	dd if="$DMMR_WORK/new3" of=/dev/mapper/wb3 bs=32k seek=375 oflag=direct status=none
 ktap_check "when it is acknowledged, the slow leg holds it" slow_has "$DMMR_WORK/new3" 3000
+# No flush was asked for (O_DIRECT without O_SYNC): the slow leg's is the
+# mirror's own, made before the acknowledgement.
+ktap_check_eq "and has flushed its cache" 1 \
+	"$([ "$(flushes_of "$L1")" -gt "$flushes" ] && echo 1 || echo "0 (flushes $flushes, then $(flushes_of "$L1"))")"
 ktap_check "the fast leg shows D" sh -c "dmsetup status wb3 | grep -q ' DA '"
 ktap_check_eq "reads return it" "$(md5sum <"$DMMR_WORK/new3" | cut -d' ' -f1)" \
 	"$(dd if=/dev/mapper/wb3 bs=32k count=1 skip=375 iflag=direct status=none | md5sum | cut -d' ' -f1)"
@@ -213,6 +222,9 @@ dm create wb5 --table "0 $SECTORS mirror core 2 1024 nosync 3 $F 0 $F2 0 $S 0 4 
 wait_for 30 mirror_in_sync wb5
 slow_delay 1500
 fast_error
+dd if=/dev/urandom of=/dev/mapper/wb5 bs=4k count=1 seek=5000 oflag=direct status=none
+ktap_check_eq "the first fast leg failed a write: the default is the other fast leg, not the write-mostly one" \
+	1 "$(default_of wb5)"
 swap_table fast2 "0 $SECTORS error"
 pattern 102 8 >"$DMMR_WORK/new5"
 ktap_check "three legs: a write both fast legs fail is acknowledged" \
@@ -220,6 +232,45 @@ ktap_check "three legs: a write both fast legs fail is acknowledged" \
 ktap_check "when it is acknowledged, the slow leg holds it" slow_has "$DMMR_WORK/new5" 3000
 dm remove wb5
 swap_table fast2 "0 $SECTORS linear $L2 0"
+fast_ok
+
+# Two write-mostly legs; the fast leg fails a write (its region only, so
+# writes elsewhere stay in sync and keep getting copies), then one
+# write-mostly leg is made a leg that acknowledges writes, so writes go on,
+# each adding a copy for the other one (4 s behind): the failed write is
+# acknowledged once its own copies and the earlier ones are done, not when
+# the backlog is empty, which it never is while the writes go on.
+slow_delay 0
+dm create slow2 --table "0 $SECTORS delay $L3 0 0 $L3 0 0" || die "cannot create slow2"
+S2=$(dev_majmin /dev/mapper/slow2)
+dm create wb6 --table "0 $SECTORS mirror core 2 1024 nosync 3 $F 0 $S 0 $S2 0 6 write_mostly 1 write_mostly 2 max_write_behind 8192" ||
+	die "cannot create wb6"
+wait_for 30 mirror_in_sync wb6
+swap_table slow2 "0 $SECTORS delay $L3 0 0 $L3 0 4000 $L3 0 0"
+# Region 23 (sectors 23552-24575) of the fast leg fails.
+dm suspend fast
+printf '0 23552 linear %s 0\n23552 1024 error\n24576 %s linear %s 24576\n' \
+	"$L0" $((SECTORS - 24576)) "$L0" | dmsetup reload fast
+dm resume fast
+pattern 119 8 >"$DMMR_WORK/new6"
+dd if="$DMMR_WORK/new6" of=/dev/mapper/wb6 bs=32k seek=375 oflag=direct status=none &
+writer=$!
+wait_for 10 sh -c "dmsetup status wb6 | grep -q ' DAA '" || true
+msg wb6 write_mostly 1 off
+fio --name=w --filename=/dev/mapper/wb6 --direct=1 --ioengine=libaio --iodepth=4 \
+	--rw=randwrite --bs=4k --offset=32m --size=16m --time_based --runtime=40 \
+	--output=/dev/null --eta=never &
+load=$!
+acked_under_load() { wait_gone 15 "$writer" && kill -0 "$load"; }
+ktap_check "a write the fast leg failed is acknowledged while later writes keep a leg behind" \
+	acked_under_load
+ktap_check "it succeeded" wait "$writer"
+ktap_check_eq "the leg no longer write-mostly is the default" 1 "$(default_of wb6)"
+kill "$load" 2>/dev/null || true
+wait "$load" 2>/dev/null || true
+ktap_check "the slow leg holds it" slow_has "$DMMR_WORK/new6" 3000
+swap_table slow2 "0 $SECTORS delay $L3 0 0 $L3 0 0"
+dm remove wb6
 fast_ok
 
 ktap_done
