@@ -201,10 +201,13 @@ impl<'a, T: TargetOperations> Bio<'a, T> {
             return Err(self);
         }
         let mut d = *details;
-        // SAFETY: `bio` is live and its I/O is over; `details` were saved
-        // from this bio (checked above; a bio's per-bio data, where they are
-        // kept, lives no longer than the bio), before it was sent. Restoring
-        // them makes it what it was then, ready to be sent again.
+        // SAFETY: `bio` is live and its I/O is over. `details` were saved
+        // from a bio at this address (checked above): this one, before it
+        // was sent, as long as details are kept only in their bio's per-bio
+        // record, which the target does and which dies with the bio (a copy
+        // kept elsewhere could name a freed bio whose address was reused).
+        // Restoring them makes the bio what it was then, ready to be sent
+        // again.
         unsafe {
             bindings::dmmr_bio_restore(&mut d.saved, self.raw());
             (*self.raw()).bi_status = Status::ok().0;

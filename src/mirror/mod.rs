@@ -1195,8 +1195,13 @@ impl TargetOperations for MirrorSet {
                                         return end;
                                     }
                                     // Never: the details are this bio's. It
-                                    // ends failed.
-                                    Err(bio) => bio,
+                                    // ends failed, its region not marked.
+                                    Err(bio) => {
+                                        dm_err_limit!(
+                                            "write retry without its details: failing I/O"
+                                        );
+                                        bio
+                                    }
                                 }
                             }
                             None => bio,
