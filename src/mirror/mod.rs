@@ -181,6 +181,9 @@ struct Queues {
     /// Writes whose regions are marked, waiting for room in the
     /// write-behind backlog (or for it to drain), oldest first.
     behind_waiting: BioList<MirrorSet>,
+    /// Writes to out-of-sync regions whose one leg is behind there
+    /// (`MirrorSet::dispatch_nosync`), oldest first.
+    nosync_waiting: BioList<MirrorSet>,
     /// Failed writes that only their write-behind copies hold (every leg
     /// they were sent to missed them), until those copies and every earlier
     /// one are done (`MirrorSet::end_copy_waits`).
@@ -765,21 +768,43 @@ impl MirrorSet {
                 bio.end(Status::io_error());
             }
         }
-        while let Some(mut bio) = nosync.pop() {
+        self.dispatch_nosync(nosync, leg_failure);
+    }
+
+    /// Sends writes to out-of-sync regions (counted pending) after those
+    /// already waiting: each to one leg, the one the resync will copy from
+    /// (the default leg unless it missed a write here), as dm-raid1 does.
+    /// Not while that leg is behind in the region (write-behind): a copy of
+    /// an earlier write still to come would land over it. Such a write
+    /// waits in `nosync_waiting` (its pending count keeps the region out of
+    /// recovery); the worker tries again after every copy.
+    fn dispatch_nosync(&self, mut nosync: BioList<Self>, leg_failure: bool) {
+        let handle_errors = self.features.handle_errors;
+        let mut waiting = BioList::new();
+        {
+            let mut q = self.queues.lock();
+            waiting.append(&mut q.nosync_waiting);
+        }
+        waiting.append(&mut nosync);
+        while let Some(mut bio) = waiting.pop() {
             if leg_failure && handle_errors && !self.features.keep_log {
                 self.queue(|q| &mut q.failures, bio);
                 continue;
             }
-            // Out of sync anyway: one leg, the one the resync will copy
-            // from (the default leg unless it missed a write here).
             let region = bio.record().region();
-            let idx = {
+            let (idx, behind) = {
                 let st = self.state.lock();
                 let healthy = st.usable(self.nr_legs());
-                st.freshness
+                let idx = st
+                    .freshness
                     .out_of_sync_write_leg(region, st.balancer.default_leg(), healthy)
-                    .unwrap_or_else(|_| st.balancer.default_leg())
+                    .unwrap_or_else(|_| st.balancer.default_leg());
+                (idx, st.behind.backlog.behind(region).contains(idx))
             };
+            if behind {
+                self.queues.lock().nosync_waiting.push(bio);
+                continue;
+            }
             let Some(leg) = self.legs.get(idx) else {
                 bio.end(Status::io_error());
                 continue;
@@ -790,6 +815,15 @@ impl MirrorSet {
             let sector = leg.map_sector(bio.sector());
             bio.submit_to(&leg.dev, sector);
         }
+    }
+
+    /// Out-of-sync writes that waited for their leg to catch up.
+    fn retry_nosync(&self) {
+        if self.queues.lock().nosync_waiting.is_empty() {
+            return;
+        }
+        let leg_failure = self.state.lock().leg_failure;
+        self.dispatch_nosync(BioList::new(), leg_failure);
     }
 
     /// Discards go to every leg, but never while a copy runs.
@@ -1021,6 +1055,7 @@ impl TargetOperations for MirrorSet {
                         discards_in_flight: 0,
                         behind_waiting: BioList::new(),
                         copy_waits: BioList::new(),
+                        nosync_waiting: BioList::new(),
                         suspended: false,
                     },
                     "MirrorSet::queues"
@@ -1663,6 +1698,7 @@ impl WorkerCallback for MirrorSet {
         self.do_behind_failures();
         // Writes that waited for the backlog, and copies that may go now.
         self.dispatch_writes(BioList::new());
+        self.retry_nosync();
         self.do_failures(failures);
         self.end_copy_waits();
         self.send_probe_reads();

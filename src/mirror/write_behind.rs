@@ -126,6 +126,14 @@ impl BehindState {
         read_candidates(fresh, healthy, self.backlog.behind(region), write_mostly)
     }
 
+    /// The legs a write to `region` sends a copy to: the write-mostly
+    /// legs, and the legs that are behind there.
+    pub(super) fn lagging_legs(&self, region: u64) -> LegSet {
+        self.config
+            .write_mostly()
+            .union(self.backlog.behind(region))
+    }
+
     /// Per-leg figures for `show`: stats and the age of the oldest copy.
     pub(super) fn report(&self, now_ns: u64) -> ([BehindStats; MAX_LEGS], [Option<u64>; MAX_LEGS]) {
         let mut stats = [BehindStats::default(); MAX_LEGS];
@@ -207,14 +215,17 @@ impl MirrorSet {
     fn dispatch_write(&self, mut bio: OwnedBio<Self>) -> Result<bool, OwnedBio<Self>> {
         let kind = bio.kind();
         let all = self.all_legs();
-        let (enabled, write_mostly) = {
+        let (region, sector, nr_sectors) = (bio.record().region(), bio.sector(), bio.sectors());
+        // The legs that get a copy rather than the bio: the write-mostly
+        // ones, and any leg still behind in the region (one whose
+        // write_mostly a message ended: the bio would overtake its copies).
+        let (enabled, lagging) = {
             let st = self.state.lock();
             (
                 st.behind.config.behind_enabled(),
-                st.behind.config.write_mostly().intersection(all),
+                st.behind.lagging_legs(region).intersection(all),
             )
         };
-        let (region, sector, nr_sectors) = (bio.record().region(), bio.sector(), bio.sectors());
         // Copies are made before taking the IRQ-off lock (no allocation
         // under it), for the write-mostly legs as they were a moment ago;
         // a change in between shows as a missing copy and the write waits.
@@ -225,7 +236,7 @@ impl MirrorSet {
         let mut copies: [Option<IoBuffer>; MAX_LEGS] = [const { None }; MAX_LEGS];
         let mut holds: [Option<PendingRef<Self>>; MAX_LEGS] = [const { None }; MAX_LEGS];
         if enabled && kind == BioKind::Write {
-            for leg in write_mostly {
+            for leg in lagging {
                 let copy = bio
                     .copy_data(GFP_NOWAIT | __GFP_NOWARN)
                     .ok()
@@ -244,12 +255,13 @@ impl MirrorSet {
             let healthy = st.usable(self.nr_legs());
             let behind = &mut st.behind;
             let write_mostly = behind.config.write_mostly().intersection(all);
-            let sync = all.difference(write_mostly);
+            let lagging = behind.lagging_legs(region).intersection(all);
+            let sync = all.difference(lagging);
             let active = behind.config.behind_enabled()
                 && !write_mostly.is_empty()
                 && !sync.intersection(healthy).is_empty();
             let drained = behind.backlog.is_empty();
-            let have_copies = write_mostly.iter().all(|leg| {
+            let have_copies = lagging.iter().all(|leg| {
                 copies.get(leg).is_some_and(Option::is_some)
                     && holds.get(leg).is_some_and(Option::is_some)
             });
@@ -264,7 +276,10 @@ impl MirrorSet {
                 )
             } else if kind != BioKind::Write {
                 // An empty flush: the legs that acknowledge writes.
-                (WritePlan::Legs(sync), Admitted::default())
+                (
+                    WritePlan::Legs(all.difference(write_mostly)),
+                    Admitted::default(),
+                )
             } else if !have_copies {
                 (
                     if drained {
@@ -277,7 +292,7 @@ impl MirrorSet {
             } else {
                 match behind
                     .backlog
-                    .admit(write_mostly, region, sector, nr_sectors, now_ns)
+                    .admit(lagging, region, sector, nr_sectors, now_ns)
                 {
                     Ok(admitted) => {
                         for leg in admitted.legs() {

@@ -20,7 +20,7 @@
 . /dmmr/tests/lib.sh
 need_module
 
-ktap_plan 43
+ktap_plan 48
 
 modprobe -r dm_mirror 2>/dev/null || true
 modprobe dm_mirror_rs || die "cannot load dm_mirror_rs"
@@ -272,5 +272,50 @@ ktap_check "the slow leg holds it" slow_has "$DMMR_WORK/new6" 3000
 swap_table slow2 "0 $SECTORS delay $L3 0 0 $L3 0 0"
 dm remove wb6
 fast_ok
+
+# A write to a region out of sync goes to one leg, the resync's source: here
+# the slow leg, the fast one having failed a write there. A copy of an
+# earlier write still waits in the backlog for that leg (behind the one in
+# dm-delay): the write must not go before it, or the copy lands over it.
+slow_delay 0
+dm create wb7 --table "$TABLE 4 write_mostly 1 max_write_behind 8192" || die "cannot create wb7"
+wait_for 30 mirror_in_sync wb7
+slow_delay 3000
+pattern 1 8 | dd of=/dev/mapper/wb7 bs=4k seek=4000 oflag=direct status=none
+pattern 2 8 | dd of=/dev/mapper/wb7 bs=4k seek=4000 oflag=direct status=none
+fast_error
+# The fast leg fails a write to the same region (blocks 3968-4095).
+pattern 3 2 | dd of=/dev/mapper/wb7 bs=4k seek=4090 oflag=direct status=none 2>/dev/null &
+writer=$!
+wait_for 10 sh -c "! mirror_in_sync wb7" || true
+pattern 4 8 >"$DMMR_WORK/new7"
+ktap_check "a write to the region, now out of sync, is acknowledged" \
+	dd if="$DMMR_WORK/new7" of=/dev/mapper/wb7 bs=4k seek=4000 oflag=direct status=none
+wait "$writer" || true
+wait_for 60 drained wb7
+ktap_check "once the copies are done, the slow leg holds it (not the copy before it)" \
+	slow_has "$DMMR_WORK/new7" 4000
+ktap_check_eq "and reads return it" "$(md5sum <"$DMMR_WORK/new7" | cut -d' ' -f1)" \
+	"$(dd if=/dev/mapper/wb7 bs=4k count=8 skip=4000 iflag=direct status=none | md5sum | cut -d' ' -f1)"
+dm remove wb7
+fast_ok
+
+# A message ends a leg's write_mostly while a copy for it still waits in the
+# backlog: the next write to those blocks goes to that leg behind the copy,
+# not around it.
+slow_delay 0
+dm create wb8 --table "0 $SECTORS mirror core 2 1024 nosync 3 $F 0 $S 0 $S2 0 6 write_mostly 1 write_mostly 2 max_write_behind 8192" ||
+	die "cannot create wb8"
+wait_for 30 mirror_in_sync wb8
+slow_delay 3000
+pattern 5 8 | dd of=/dev/mapper/wb8 bs=4k seek=5000 oflag=direct status=none
+pattern 6 8 | dd of=/dev/mapper/wb8 bs=4k seek=5000 oflag=direct status=none
+msg wb8 write_mostly 1 off
+pattern 7 8 >"$DMMR_WORK/new8"
+dd if="$DMMR_WORK/new8" of=/dev/mapper/wb8 bs=4k seek=5000 oflag=direct status=none
+ktap_check "the backlog drains" wait_for 60 drained wb8
+ktap_check "the leg no longer write-mostly holds the latest write (not the copy before it)" \
+	slow_has "$DMMR_WORK/new8" 5000
+dm remove wb8
 
 ktap_done
