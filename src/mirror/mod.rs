@@ -182,7 +182,8 @@ struct Queues {
     /// write-behind backlog (or for it to drain), oldest first.
     behind_waiting: BioList<MirrorSet>,
     /// Writes to out-of-sync regions whose one leg is behind there
-    /// (`MirrorSet::dispatch_nosync`), oldest first.
+    /// (`MirrorSet::dispatch_nosync`), each tried again on its own (none of
+    /// them acknowledged: their order among themselves is free).
     nosync_waiting: BioList<MirrorSet>,
     /// Failed writes that only their write-behind copies hold (every leg
     /// they were sent to missed them), until those copies and every earlier

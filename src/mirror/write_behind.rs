@@ -27,7 +27,10 @@
 //!   ([`PendingRef`]), counted before the copy is admitted: the region
 //!   stays dirty in the log, and out of recovery, until the copy is on its
 //!   leg. After a crash the resync copies it from the default leg, which
-//!   is never write-mostly and has every write whose copy was behind. Not a
+//!   has every write whose copy was behind (while copies are behind on the
+//!   default leg itself, after a message ended its write_mostly, the
+//!   regions they are in are dirty and out of recovery, and writes to an
+//!   out-of-sync region wait for them: `MirrorSet::dispatch_nosync`). Not a
 //!   write only its copies hold (above): the log says that a region is out
 //!   of sync, not which leg has its latest data, so after a crash or a
 //!   reload the resync writes the default leg's older data over it, as
@@ -255,7 +258,12 @@ impl MirrorSet {
             let healthy = st.usable(self.nr_legs());
             let behind = &mut st.behind;
             let write_mostly = behind.config.write_mostly().intersection(all);
-            let lagging = behind.lagging_legs(region).intersection(all);
+            // An empty flush has no region: it is behind nowhere.
+            let lagging = if kind == BioKind::Write {
+                behind.lagging_legs(region).intersection(all)
+            } else {
+                write_mostly
+            };
             let sync = all.difference(lagging);
             let active = behind.config.behind_enabled()
                 && !write_mostly.is_empty()
