@@ -269,17 +269,17 @@ impl<S: DerefMut<Target = [u64]>> Freshness<S> {
         write_mostly: LegSet,
     ) -> Option<usize> {
         let everywhere = self.fresh_everywhere();
-        let candidates = everywhere.intersection(healthy);
-        let preferred = candidates.difference(write_mostly);
-        if everywhere.contains(current) && (!write_mostly.contains(current) || preferred.is_empty())
+        let candidates = everywhere
+            .intersection(healthy)
+            .preferring_not(write_mostly);
+        // Staying is right where `current` holds everything and is as good
+        // as the best candidates (not write-mostly, or none is better).
+        if everywhere.contains(current)
+            && (!write_mostly.contains(current) || candidates.difference(write_mostly).is_empty())
         {
             return None;
         }
-        if preferred.is_empty() {
-            candidates.at_or_before(current)
-        } else {
-            preferred.at_or_before(current)
-        }
+        candidates.at_or_before(current)
     }
 
     /// Moves `balancer`'s default leg as [`Freshness::better_default`] says;

@@ -94,6 +94,19 @@ impl LegSet {
         LegSet(self.0 & !other.0)
     }
 
+    /// The members not in `avoid`, or all of them if every member is: a
+    /// preference, not an exclusion (write-mostly legs serve reads and
+    /// become the default only when no other leg can).
+    #[must_use]
+    pub const fn preferring_not(self, avoid: LegSet) -> LegSet {
+        let preferred = self.difference(avoid);
+        if preferred.is_empty() {
+            self
+        } else {
+            preferred
+        }
+    }
+
     /// Number of members.
     pub const fn len(self) -> usize {
         self.0.count_ones() as usize
@@ -279,6 +292,15 @@ pub fn resolve_leg(word: &str, leg_names: &[&str]) -> Option<LegRef> {
     clippy::type_complexity
 )]
 mod tests {
+
+    #[test]
+    fn preferring_not_falls_back_to_the_whole_set() {
+        let set = LegSet::EMPTY.with(0).with(2);
+        assert_eq!(set.preferring_not(LegSet::single(2)), LegSet::single(0));
+        assert_eq!(set.preferring_not(set), set);
+        assert_eq!(set.preferring_not(LegSet::single(1)), set);
+        assert_eq!(LegSet::EMPTY.preferring_not(set), LegSet::EMPTY);
+    }
 
     #[test]
     fn members_at_maps_destination_bits_to_legs() {

@@ -335,13 +335,10 @@ pub fn read_candidates(
     behind: LegSet,
     write_mostly: LegSet,
 ) -> LegSet {
-    let able = fresh.intersection(healthy).difference(behind);
-    let preferred = able.difference(write_mostly);
-    if preferred.is_empty() {
-        able
-    } else {
-        preferred
-    }
+    fresh
+        .intersection(healthy)
+        .difference(behind)
+        .preferring_not(write_mostly)
 }
 
 /// Writes the write-behind part of `io_balance show`: one line with the

@@ -473,13 +473,11 @@ impl MirrorSet {
             let healthy = st.usable(nr);
             // A leg that acknowledges writes rather than a write-mostly one,
             // if one can be the default.
-            let candidates = st.freshness.fresh_everywhere().intersection(healthy);
-            let preferred = candidates.difference(st.behind.config.write_mostly());
-            let candidates = if preferred.is_empty() {
-                candidates
-            } else {
-                preferred
-            };
+            let candidates = st
+                .freshness
+                .fresh_everywhere()
+                .intersection(healthy)
+                .preferring_not(st.behind.config.write_mostly());
             match candidates.at_or_before(idx) {
                 // Cannot fail: `new` is a leg of this set.
                 Some(new) => drop(st.balancer.set_default_leg(new)),
