@@ -490,58 +490,56 @@ impl MirrorSet {
             }
             waits.append(&mut q.copy_waits);
         }
+        // The write-mostly legs its copies went to, and the backlog's
+        // sequence number after them.
+        let copies_of = |bio: &mut OwnedBio<Self>| match bio.record() {
+            BioRecord::Write {
+                behind, copies_end, ..
+            } => (*behind, *copies_end),
+            _ => (LegSet::EMPTY, 0),
+        };
         let mut keep = BioList::new();
-        let mut ready = BioList::new();
+        let mut settled = BioList::new();
         let mut flush = LegSet::EMPTY;
         while let Some(mut bio) = waits.pop() {
-            let (behind, copies_end) = match bio.record() {
-                BioRecord::Write {
-                    behind, copies_end, ..
-                } => (*behind, *copies_end),
-                _ => (LegSet::EMPTY, 0),
-            };
-            let (settled, healthy) = {
-                let st = self.state.lock();
-                (
-                    st.behind.backlog.settled_before(copies_end),
-                    st.usable(self.nr_legs()),
-                )
-            };
-            if !settled {
-                keep.push(bio);
-            } else if behind.intersection(healthy).is_empty() {
-                dm_err_limit!("write failed on every leg and its write-behind copy: failing I/O");
-                bio.end(Status::io_error());
+            let (behind, copies_end) = copies_of(&mut bio);
+            let st = self.state.lock();
+            if st.behind.backlog.settled_before(copies_end) {
+                flush = flush.union(behind.intersection(st.usable(self.nr_legs())));
+                drop(st);
+                settled.push(bio);
             } else {
-                flush = flush.union(behind.intersection(healthy));
-                ready.push(bio);
+                drop(st);
+                keep.push(bio);
             }
         }
         if !keep.is_empty() {
             // Only the worker adds to the list: nothing came in between.
             self.queues.lock().copy_waits.append(&mut keep);
         }
-        if ready.is_empty() {
-            return;
+        if !flush.is_empty() {
+            // `flush_sync` answers a bit per device in the order given.
+            let failed = flush.members_at(
+                self.io.flush_sync(
+                    self.legs
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| flush.contains(*i))
+                        .map(|(_, leg)| &leg.dev),
+                ),
+            );
+            for leg in failed {
+                self.fail_leg(leg, LegErrors::FLUSH);
+            }
         }
-        // `flush_sync` answers a bit per device in the order given.
-        let failed_bits = self.io.flush_sync(
-            self.legs
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| flush.contains(*i))
-                .map(|(_, leg)| &leg.dev),
-        );
-        let failed = flush.members_at(failed_bits);
-        for leg in failed {
-            self.fail_leg(leg, LegErrors::FLUSH);
-        }
-        while let Some(mut bio) = ready.pop() {
-            let behind = match bio.record() {
-                BioRecord::Write { behind, .. } => *behind,
-                _ => LegSet::EMPTY,
-            };
-            if behind.intersection(flush).difference(failed).is_empty() {
+        // A leg still healthy now got its copy and flushed it: it was
+        // healthy before the flush too (only a full resync, which the worker
+        // runs and this is the worker or `stop`, clears errors). One is
+        // enough.
+        let healthy = self.state.lock().usable(self.nr_legs());
+        while let Some(mut bio) = settled.pop() {
+            let (behind, _) = copies_of(&mut bio);
+            if behind.intersection(healthy).is_empty() {
                 dm_err_limit!("write failed on every leg and its write-behind copy: failing I/O");
                 bio.end(Status::io_error());
             } else {
