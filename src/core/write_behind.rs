@@ -291,6 +291,17 @@ where
         self.stats.get(leg).is_none_or(|s| s.writes == 0)
     }
 
+    /// The legs with an entry: behind in some region.
+    pub fn behind_anywhere(&self) -> LegSet {
+        let mut legs = LegSet::EMPTY;
+        for leg in 0..self.nr_legs {
+            if !self.leg_is_idle(leg) {
+                legs = legs.with(leg);
+            }
+        }
+        legs
+    }
+
     /// How far `leg` is behind (zero for no such leg).
     pub fn stats(&self, leg: usize) -> BehindStats {
         if leg < self.nr_legs {
@@ -678,6 +689,22 @@ mod tests {
         b.admit(LegSet::single(2), 0, 0, 100, 0).unwrap();
         assert_eq!(b.stats(2).sectors, 100);
         assert_eq!(b.stats(2).peak_sectors, 100);
+    }
+
+    #[test]
+    fn behind_anywhere_is_the_legs_with_entries() {
+        let mut b = backlog(3, 16, 1 << 20, 8);
+        assert_eq!(b.behind_anywhere(), LegSet::EMPTY);
+        b.admit(LegSet::single(2), 5, 0, 8, 0).unwrap();
+        b.admit(LegSet::single(1).with(2), 9, 0, 8, 0).unwrap();
+        assert_eq!(b.behind_anywhere(), LegSet::single(1).with(2));
+        let (t, _) = b.next_ready().unwrap();
+        b.complete(t).unwrap();
+        assert_eq!(b.behind_anywhere(), LegSet::single(1).with(2));
+        while let Some((t, _)) = b.next_ready() {
+            b.complete(t).unwrap();
+        }
+        assert_eq!(b.behind_anywhere(), LegSet::EMPTY);
     }
 
     #[test]

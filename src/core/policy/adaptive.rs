@@ -111,6 +111,12 @@ pub const PROBE_SHIFT: u8 = 6;
 /// (8) times its extra latency, then after 16, 32 and 64 times.
 pub const QUICK_PROBE_SHIFT: u8 = 3;
 
+/// At most this many reads may follow a choice to the same leg without a
+/// choice of their own (see [`ReadPolicy::lease_reads`]): few enough that
+/// what they would have taught (a leg slowing down) is at most this many
+/// reads late; completions are folded only at the next choice anyway.
+pub const LEASE_READS: u8 = 8;
+
 const NS_PER_MS: u64 = 1_000_000;
 
 /// The adaptive policy. See the module documentation.
@@ -128,6 +134,9 @@ pub struct Adaptive {
     /// probe: [`QUICK_PROBE_SHIFT`] while it is in the band, one more after
     /// each probe, up to [`PROBE_SHIFT`].
     probe_shift: [u8; MAX_LEGS],
+    /// Reads the last choice's leg may take without a new choice (see
+    /// [`ReadPolicy::lease_reads`]).
+    lease: u8,
 }
 
 impl Adaptive {
@@ -141,6 +150,7 @@ impl Adaptive {
             probes: 0,
             probe_request: None,
             probe_shift: [PROBE_SHIFT; MAX_LEGS],
+            lease: 0,
         }
     }
 
@@ -228,6 +238,7 @@ impl Adaptive {
 impl ReadPolicy for Adaptive {
     fn choose(&mut self, context: &ReadContext<'_>) -> Option<usize> {
         let usable = context.usable;
+        self.lease = 0;
         let mut measured = LegSet::EMPTY;
         for leg in usable {
             if context.stats.get(leg).is_some_and(LegStats::is_measured) {
@@ -277,6 +288,42 @@ impl ReadPolicy for Adaptive {
             }
         }
 
+        let leg = self.choose_in_band(context, band)?;
+        // Unmeasured legs get no user reads until their warm-up reads'
+        // completions, which end the lease, measure them.
+        if self.probe_request.is_none() {
+            self.lease = self.lease_for(context, band, measured, &predicted, leg);
+        }
+        Some(leg)
+    }
+
+    fn reset(&mut self) {
+        self.reads_since_probe = 0;
+        self.probe_request = None;
+        self.lease = 0;
+    }
+
+    fn lease_reads(&self, _leg: usize) -> u32 {
+        u32::from(self.lease)
+    }
+
+    fn note_leased(&mut self, _leg: usize, reads: u32) {
+        self.reads_since_probe = self.reads_since_probe.saturating_add(reads);
+    }
+
+    fn take_probe_request(&mut self) -> Option<usize> {
+        self.probe_request.take().map(usize::from)
+    }
+
+    fn needs_measured_legs(&self) -> bool {
+        true
+    }
+}
+
+impl Adaptive {
+    /// The leg of `band` for the read: a sequential stream's leg, else the
+    /// least loaded legs in turn.
+    fn choose_in_band(&mut self, context: &ReadContext<'_>, band: LegSet) -> Option<usize> {
         let sector = context.read.sector;
         let sequential = band.iter().find(|leg| {
             context
@@ -312,17 +359,49 @@ impl ReadPolicy for Adaptive {
         Some(leg)
     }
 
-    fn reset(&mut self) {
-        self.reads_since_probe = 0;
-        self.probe_request = None;
-    }
-
-    fn take_probe_request(&mut self) -> Option<usize> {
-        self.probe_request.take().map(usize::from)
-    }
-
-    fn needs_measured_legs(&self) -> bool {
-        true
+    /// How many more reads `leg` (just chosen, among the `measured` legs
+    /// with the `predicted` latencies) takes without a choice: none unless
+    /// it is alone in the `band`, then as many as could all be in flight on
+    /// it at once and leave it predicted faster than every other leg, at
+    /// most [`LEASE_READS`]. A clear winner (a local leg next to a WAN
+    /// leg) gets them all; legs that share the reads (equal legs, or a
+    /// wide tolerance) decide every read, as do close calls.
+    fn lease_for(
+        &self,
+        context: &ReadContext<'_>,
+        band: LegSet,
+        measured: LegSet,
+        predicted: &[u64; MAX_LEGS],
+        leg: usize,
+    ) -> u8 {
+        if band != LegSet::single(leg) {
+            return 0;
+        }
+        let Some(stats) = context.stats.get(leg) else {
+            return 0;
+        };
+        let best_other = measured
+            .iter()
+            .filter(|other| *other != leg)
+            .filter_map(|other| predicted.get(other).copied())
+            .min();
+        let Some(best_other) = best_other else {
+            return LEASE_READS;
+        };
+        // Predictions are linear in the load (see `predicted_latency_ns`):
+        // what one more read in flight adds.
+        let per_read = Self::predicted_latency_ns(
+            &LegStats {
+                in_flight: 0,
+                ..*stats
+            },
+            context.read.nr_sectors,
+        );
+        // The chosen read makes `in_flight + 1`; the lease's add to it.
+        let load = u64::from(stats.in_flight.min(MAX_COUNTED_IN_FLIGHT)).saturating_add(1);
+        let fits = best_other.checked_div(per_read).unwrap_or(u64::MAX);
+        let extra = fits.saturating_sub(load).min(u64::from(LEASE_READS));
+        u8::try_from(extra).unwrap_or(0)
     }
 }
 
@@ -342,7 +421,10 @@ mod tests {
 
     use super::super::super::io_balance::{Command, PolicySpec};
     use super::super::super::legs::LegSet;
-    use super::super::{Balancer, MirrorState, ReadRequest, WARMUP_SAMPLES};
+    use super::super::{
+        Balancer, Completion, CompletionMailbox, MirrorState, ReadLease, ReadRequest,
+        WARMUP_SAMPLES,
+    };
     use super::*;
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
@@ -442,6 +524,14 @@ mod tests {
         rng: u64,
         next_sector: u64,
         sequential: bool,
+        /// As the kernel runs the balancer: user reads through the read
+        /// lease while it lasts, their completions through the mailbox,
+        /// folded by the next holder of the lock, which ends the lease.
+        kernel_paths: bool,
+        lease: ReadLease,
+        /// User reads that went through the lease.
+        leased: usize,
+        mailbox: CompletionMailbox,
     }
 
     fn splitmix(mut x: u64) -> u64 {
@@ -481,7 +571,26 @@ mod tests {
                 rng: splitmix(seed) | 1,
                 next_sector: 0,
                 sequential: false,
+                kernel_paths: true,
+                lease: ReadLease::new(),
+                leased: 0,
+                mailbox: CompletionMailbox::new(),
             }
+        }
+
+        /// What taking the mirror set's lock does to the balancer first.
+        fn lock(&mut self) {
+            if !self.kernel_paths {
+                return;
+            }
+            if let Some(leased) = self.lease.revoke() {
+                self.balancer.account_leased(&leased, self.now);
+                for leg in 0..self.devices.len() {
+                    let sectors = self.lease.take_sectors(leg);
+                    self.balancer.account_leased_sectors(leg, sectors);
+                }
+            }
+            self.mailbox.fold_into(&mut self.balancer);
         }
 
         /// Every leg with `noise`, the guest's host stalls if `stalls`.
@@ -555,15 +664,31 @@ mod tests {
                 now_ns: self.now,
             };
             let usable = LegSet::first_n(self.devices.len());
+            if self.kernel_paths {
+                if let Some(leg) = self.lease.take(sector, 8) {
+                    self.leased += 1;
+                    self.start(leg, false);
+                    self.user_pending += 1;
+                    return leg;
+                }
+            }
+            self.lock();
             let leg = self.balancer.choose(usable, &read).unwrap();
+            if self.kernel_paths {
+                self.lease.grant(leg, self.balancer.lease_reads());
+            }
             self.start(leg, false);
             self.user_pending += 1;
-            self.warm_up();
+            // The kernel wakes its worker for probe reads only when asked.
+            if !self.kernel_paths || self.balancer.wants_probe_read(usable) {
+                self.warm_up();
+            }
             leg
         }
 
         /// Sends the warm-up reads the balancer asks for, as the kernel does.
         fn warm_up(&mut self) {
+            self.lock();
             let usable = LegSet::first_n(self.devices.len());
             while let Some(leg) = self.balancer.next_probe_read(usable, self.now) {
                 self.start(leg, true);
@@ -610,12 +735,30 @@ mod tests {
                 self.idle_since[leg] = done;
             }
             if warmup {
+                self.lock();
                 self.balancer.complete_probe_read(leg, done, 8, true);
                 self.warm_up();
                 return Some(None);
             }
             self.user_pending -= 1;
-            self.balancer.complete(leg, done - start, true);
+            let completion = Completion {
+                leg,
+                latency_ns: done - start,
+                nr_sectors: 8,
+                ok: true,
+            };
+            if !self.kernel_paths || !self.mailbox.post(completion) {
+                // The kernel's lock for a completion: the lease goes on.
+                if let Some(leased) = self.lease.settle() {
+                    self.balancer.account_leased(&leased, self.now);
+                    for leg in 0..self.devices.len() {
+                        let sectors = self.lease.take_sectors(leg);
+                        self.balancer.account_leased_sectors(leg, sectors);
+                    }
+                }
+                self.mailbox.fold_into(&mut self.balancer);
+                self.balancer.complete(leg, done - start, true);
+            }
             Some(Some(leg))
         }
 
@@ -635,6 +778,7 @@ mod tests {
                     issued += 1;
                 }
             }
+            self.lock();
             counts
         }
 
@@ -660,6 +804,7 @@ mod tests {
                     break;
                 }
             }
+            self.lock();
             counts
         }
 
@@ -750,6 +895,47 @@ mod tests {
             let mut sim = Sim::new(&[SLOW, FAST], adaptive());
             let counts = sim.run(queue_depth, 50_000);
             assert!(share(&counts, 1) >= 97, "qd {queue_depth}: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn leases_go_to_clear_winners_only() {
+        // A local leg next to a slow one: most reads take the lease, the
+        // slow leg idles as it would without leases. Equal legs: leases
+        // only while one is out of the band, and they still share.
+        for queue_depth in [1, 4, 32] {
+            let mut sim = Sim::new(&[NVME, DELAYED], adaptive());
+            let counts = sim.run(queue_depth, 20_000);
+            assert!(share(&counts, 0) >= 99, "qd {queue_depth}: {counts:?}");
+            std::println!(
+                "clear winner, qd {queue_depth}: {} of 20000 leased",
+                sim.leased
+            );
+            assert!(
+                sim.leased >= 16_000,
+                "qd {queue_depth}: {} leased",
+                sim.leased
+            );
+            let mut without = Sim::new(&[NVME, DELAYED], adaptive());
+            without.kernel_paths = false;
+            let base = without.run(queue_depth, 20_000);
+            assert!(
+                counts[1] <= base[1] + 20,
+                "qd {queue_depth}: {counts:?} {base:?}"
+            );
+
+            let mut sim = Sim::new(&[FAST, FAST], adaptive());
+            sim.resume();
+            let counts = sim.run(queue_depth, 20_000);
+            assert!(
+                (48..=52).contains(&share(&counts, 0)),
+                "qd {queue_depth}: {counts:?}, {} leased",
+                sim.leased
+            );
+            std::println!(
+                "equal legs, qd {queue_depth}: {} of 20000 leased",
+                sim.leased
+            );
         }
     }
 

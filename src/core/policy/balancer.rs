@@ -7,7 +7,9 @@ use core::fmt;
 use super::super::io_balance::{Command, PolicySpec, DEFAULT_WEIGHT, MAX_WEIGHT};
 use super::super::legs::{LegSet, MAX_LEGS, MIN_LEGS};
 use super::super::table::IoBalanceConfig;
-use super::{LegStats, Policy, ReadContext, ReadPolicy, QUEUE_DEPTH_ONE, QUEUE_DEPTH_SHIFT};
+use super::{
+    LeasedReads, LegStats, Policy, ReadContext, ReadPolicy, QUEUE_DEPTH_ONE, QUEUE_DEPTH_SHIFT,
+};
 
 /// A read to place.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,6 +105,13 @@ pub struct Balancer {
     policy: Policy,
     stats: [LegStats; MAX_LEGS],
     last_usable: LegSet,
+    /// Reads after the last choice that may follow it to the same leg
+    /// with nothing new learned (see [`Balancer::lease_reads`]).
+    lease_reads: u32,
+    /// The reads already in flight on the chosen leg when the last choice
+    /// sent its read: what the queue-depth average learns from each of
+    /// the lease's reads (they were not counted one by one).
+    lease_ahead: u32,
 }
 
 impl Balancer {
@@ -119,6 +128,8 @@ impl Balancer {
             policy: Policy::from_spec(&PolicySpec::UPSTREAM, 0),
             stats: [LegStats::default(); MAX_LEGS],
             last_usable: LegSet::first_n(nr_legs),
+            lease_reads: 0,
+            lease_ahead: 0,
         })
     }
 
@@ -216,6 +227,8 @@ impl Balancer {
         let default_leg = self.default_leg();
 
         let leg = if let Some(only) = usable.only_member() {
+            // No choice to make until the usable legs change.
+            self.lease_reads = super::lease::MAX_LEASE_READS;
             only
         } else {
             let context = ReadContext {
@@ -226,13 +239,19 @@ impl Balancer {
                 stats: &self.stats,
                 read,
             };
-            match self.policy.choose(&context) {
-                Some(leg) if usable.contains(leg) => leg,
+            let chosen = self.policy.choose(&context);
+            self.lease_reads = 0;
+            match chosen {
+                Some(leg) if usable.contains(leg) => {
+                    self.lease_reads = self.policy.lease_reads(leg);
+                    leg
+                }
                 _ => usable.at_or_before(default_leg)?,
             }
         };
 
         if let Some(stats) = self.stats.get_mut(leg) {
+            self.lease_ahead = stats.in_flight;
             // User reads are never measurements: probes are private.
             stats.record_dispatch(read, false);
         }
@@ -248,6 +267,38 @@ impl Balancer {
             }
         }
         Some(leg)
+    }
+
+    /// How many reads after the last [`Balancer::choose`] (of the same
+    /// usable legs) the policy would send to the leg it chose, with
+    /// nothing new learned: a [`super::ReadLease`] may route them without
+    /// the lock. 0 after a choice that was not the policy's to make.
+    pub fn lease_reads(&self) -> u32 {
+        self.lease_reads
+    }
+
+    /// Accounts the reads a [`super::ReadLease`] sent to `leased.leg` as
+    /// [`Balancer::choose`] would have, as if dispatched at `now_ns`, and
+    /// `sectors` read through leases on that leg.
+    pub fn account_leased(&mut self, leased: &LeasedReads, now_ns: u64) {
+        let nr_legs = self.nr_legs();
+        let Some(stats) = self
+            .stats
+            .get_mut(..nr_legs)
+            .and_then(|s| s.get_mut(leased.leg))
+        else {
+            return;
+        };
+        stats.record_leased(leased.reads, self.lease_ahead, leased.next_sector, now_ns);
+        self.policy.note_leased(leased.leg, leased.reads);
+    }
+
+    /// Accounts `sectors` read from `leg` through leases.
+    pub fn account_leased_sectors(&mut self, leg: usize, sectors: u64) {
+        let nr_legs = self.nr_legs();
+        if let Some(stats) = self.stats.get_mut(..nr_legs).and_then(|s| s.get_mut(leg)) {
+            stats.sectors = stats.sectors.saturating_add(sectors);
+        }
     }
 
     /// Forgets the estimates of legs that just became usable again: their
@@ -530,6 +581,7 @@ mod tests {
     use super::super::super::io_balance::AdaptiveParams;
     use super::super::super::legs::LegRef;
     use super::super::super::message::parse_message;
+    use super::super::MAX_LEASE_READS;
     use super::*;
     use proptest::prelude::*;
     use std::string::String;
@@ -575,6 +627,100 @@ mod tests {
             balancer.complete(leg, 1000, true);
         }
         counts
+    }
+
+    /// Sends `reads` sequential reads (none completes) as the kernel does:
+    /// through the lease while it lasts, else a choice under the "lock",
+    /// which first ends the lease and accounts its reads, then grants the
+    /// choice's lease. Returns the legs in order.
+    fn leased_reads(balancer: &mut Balancer, usable: LegSet, reads: usize) -> Vec<usize> {
+        let lease = super::super::ReadLease::new();
+        let mut legs = Vec::new();
+        let lock = |balancer: &mut Balancer| {
+            if let Some(leased) = lease.revoke() {
+                balancer.account_leased(&leased, 0);
+                for leg in 0..balancer.nr_legs() {
+                    balancer.account_leased_sectors(leg, lease.take_sectors(leg));
+                }
+            }
+        };
+        for i in 0..reads {
+            let r = read(i as u64 * 8);
+            let leg = match lease.take(r.sector, r.nr_sectors) {
+                Some(leg) => leg,
+                None => {
+                    lock(balancer);
+                    let leg = balancer.choose(usable, &r).unwrap();
+                    lease.grant(leg, balancer.lease_reads());
+                    leg
+                }
+            };
+            legs.push(leg);
+        }
+        lock(balancer);
+        legs
+    }
+
+    #[test]
+    fn leased_reads_go_and_count_as_chosen_ones() {
+        // Round robin, batches of 5 and every read to the default leg: the
+        // policy's choices are foregone, so the leased reads go where the
+        // choices would have sent them and the accounts come out the same.
+        for spec in ["round_robin ios 5", "round_robin ios 0", "default 7:1"] {
+            let mut locked = Balancer::new(3).unwrap();
+            message(&mut locked, &std::format!("io_balance {spec}")).unwrap();
+            let mut leased = locked;
+            let usable = LegSet::first_n(3);
+            let expected: Vec<usize> = (0..40)
+                .map(|i| locked.choose(usable, &read(i * 8)).unwrap())
+                .collect();
+            assert_eq!(leased_reads(&mut leased, usable, 40), expected, "{spec}");
+            // (The queue-depth averages differ: with no completion, every
+            // chosen read finds one more in flight, while a lease's reads
+            // count as finding what its choice found.)
+            for leg in 0..3 {
+                let (a, b) = (locked.stats(leg).unwrap(), leased.stats(leg).unwrap());
+                assert_eq!(
+                    (a.reads, a.sectors, a.in_flight, a.next_sector),
+                    (b.reads, b.sectors, b.in_flight, b.next_sector),
+                    "{spec}, leg {leg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_lease_without_a_foregone_choice() {
+        let mut balancer = Balancer::new(3).unwrap();
+        message(&mut balancer, "io_balance weighted").unwrap();
+        balancer.choose(LegSet::first_n(3), &read(0)).unwrap();
+        assert_eq!(balancer.lease_reads(), 0);
+        // One usable leg: nothing to choose until that changes.
+        balancer.choose(LegSet::single(2), &read(0)).unwrap();
+        assert_eq!(balancer.lease_reads(), MAX_LEASE_READS);
+        // Adaptive: none while a leg is unmeasured, none between legs that
+        // share the reads, all for a clear winner.
+        message(&mut balancer, "io_balance adaptive").unwrap();
+        let legs = LegSet::first_n(2);
+        let leg = balancer.choose(legs, &read(0)).unwrap();
+        assert_eq!(balancer.lease_reads(), 0);
+        balancer.cancel(leg);
+        for leg in 0..2 {
+            for _ in 0..super::super::WARMUP_SAMPLES {
+                balancer.complete(leg, 1000, true);
+            }
+        }
+        let leg = balancer.choose(legs, &read(0)).unwrap();
+        assert_eq!(balancer.lease_reads(), 0, "equal legs");
+        balancer.cancel(leg);
+        for _ in 0..200 {
+            balancer.complete(1, 100_000, true);
+        }
+        assert_eq!(balancer.choose(legs, &read(0)), Some(0));
+        assert_eq!(
+            balancer.lease_reads(),
+            u32::from(super::super::adaptive::LEASE_READS)
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::{Balancer, MAX_LATENCY_SAMPLE_NS};
 
 /// Slots per leg: more completions than this between two folds (a burst of
 /// completions with no new read) are accounted under the lock instead.
-pub const SLOTS_PER_LEG: usize = 8;
+pub const SLOTS_PER_LEG: usize = 16;
 
 // A posted completion in one word, never 0 (the empty slot):
 // bit 63: set; bit 62: the read succeeded; bits 36..62: sectors (at most

@@ -21,12 +21,14 @@
 pub mod adaptive;
 pub mod balancer;
 pub mod completions;
+pub mod lease;
 pub mod round_robin;
 pub mod weighted;
 
 pub use adaptive::Adaptive;
 pub use balancer::{Balancer, BalancerError, MirrorState, ReadRequest};
 pub use completions::{Completion, CompletionMailbox};
+pub use lease::{LeasedReads, ReadLease, MAX_LEASE_READS};
 pub use round_robin::RoundRobin;
 pub use weighted::Weighted;
 
@@ -39,6 +41,10 @@ pub const MAX_LATENCY_SAMPLE_NS: u64 = 1 << 36;
 
 /// In-flight counts above this are treated as this value in estimates.
 pub const MAX_COUNTED_IN_FLIGHT: u32 = 1 << 16;
+
+/// Leased reads accounted one by one in the queue-depth average (see
+/// `LegStats::record_leased`).
+pub const LEASED_DEPTH_SAMPLES: u32 = 64;
 
 /// Fractional bits of [`LegStats::queue_depth_x256`].
 pub const QUEUE_DEPTH_SHIFT: u32 = 8;
@@ -223,6 +229,30 @@ impl LegStats {
         self.next_sector = Some(read.sector.saturating_add(u64::from(read.nr_sectors)));
     }
 
+    /// Accounts `reads` user reads sent through a lease (see
+    /// [`ReadLease`]), the last ending before `next_sector`, as that many
+    /// dispatches at `now_ns`, each finding `ahead` reads in flight: what
+    /// the choice that granted the lease found. Their own depths are not
+    /// known (the in-flight count now includes reads whose completions
+    /// are not folded yet), and a steady reader sends each as an earlier
+    /// one completes. At most [`LEASED_DEPTH_SAMPLES`] of them count in
+    /// the queue-depth average; it has settled by then.
+    fn record_leased(&mut self, reads: u32, ahead: u32, next_sector: u64, now_ns: u64) {
+        self.reads = self.reads.saturating_add(u64::from(reads));
+        if self.in_flight == 0 {
+            self.measurement_pending = false;
+        }
+        let sample = ahead
+            .min(MAX_COUNTED_IN_FLIGHT)
+            .saturating_mul(QUEUE_DEPTH_ONE);
+        for _ in 0..reads.min(LEASED_DEPTH_SAMPLES) {
+            self.queue_depth_x256 = ewma_u32(self.queue_depth_x256, sample, EWMA_SHIFT);
+        }
+        self.in_flight = self.in_flight.saturating_add(reads);
+        self.last_dispatch_ns = now_ns;
+        self.next_sector = Some(next_sector);
+    }
+
     /// Accounts a completed read and updates the latency estimate.
     ///
     /// Noise (a stall of the host or the device, a worker thread or an
@@ -375,6 +405,16 @@ pub trait ReadPolicy {
         None
     }
 
+    /// How many more reads the policy would send to `leg`, which its last
+    /// [`ReadPolicy::choose`] returned, with nothing new learned (see
+    /// [`ReadLease`]); 0: it decides every read.
+    fn lease_reads(&self, _leg: usize) -> u32 {
+        0
+    }
+
+    /// `reads` reads went to `leg` through a lease, as if chosen.
+    fn note_leased(&mut self, _leg: usize, _reads: u32) {}
+
     /// Whether the policy needs every leg measured before it reads from it:
     /// then the legs get private warm-up reads (see
     /// [`super::Balancer::next_probe_read`]).
@@ -437,6 +477,22 @@ impl ReadPolicy for Policy {
             Policy::RoundRobin(policy) => policy.reset(),
             Policy::Weighted(policy) => policy.reset(),
             Policy::Adaptive(policy) => policy.reset(),
+        }
+    }
+
+    fn lease_reads(&self, leg: usize) -> u32 {
+        match self {
+            Policy::RoundRobin(policy) => policy.lease_reads(leg),
+            Policy::Weighted(policy) => policy.lease_reads(leg),
+            Policy::Adaptive(policy) => policy.lease_reads(leg),
+        }
+    }
+
+    fn note_leased(&mut self, leg: usize, reads: u32) {
+        match self {
+            Policy::RoundRobin(policy) => policy.note_leased(leg, reads),
+            Policy::Weighted(policy) => policy.note_leased(leg, reads),
+            Policy::Adaptive(policy) => policy.note_leased(leg, reads),
         }
     }
 

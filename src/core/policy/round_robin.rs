@@ -57,6 +57,25 @@ impl ReadPolicy for RoundRobin {
         Some(leg)
     }
 
+    fn lease_reads(&self, leg: usize) -> u32 {
+        if self.ios == 0 {
+            // The default leg (or dm-raid1's fallback) until something
+            // changes, and every change ends the lease.
+            super::MAX_LEASE_READS
+        } else if usize::from(self.current) == leg {
+            // The rest of the batch.
+            self.ios.saturating_sub(self.issued)
+        } else {
+            0
+        }
+    }
+
+    fn note_leased(&mut self, leg: usize, reads: u32) {
+        if self.ios != 0 && usize::from(self.current) == leg {
+            self.issued = self.issued.saturating_add(reads).min(self.ios);
+        }
+    }
+
     fn reset(&mut self) {
         self.issued = 0;
     }
