@@ -42,8 +42,7 @@ impl MirrorSet {
             let q = self.queues.lock();
             q.suspended || !q.behind_waiting.is_empty()
         };
-        let st = self.state.lock();
-        self.hot_idle_ms > 0 && !blocked && !st.leg_failure && !st.log_failure
+        self.hot_idle_ms > 0 && !blocked && self.state.peek(|st| !st.leg_failure && !st.log_failure)
     }
 
     /// Stops `map` from writing to hot regions (the worker hands them back

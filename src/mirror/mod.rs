@@ -14,6 +14,7 @@
 mod hot;
 mod leg;
 mod probe;
+mod state;
 mod write_behind;
 
 use crate::dm::{
@@ -50,6 +51,7 @@ use kernel::{
     sync::{new_spinlock_irq, CondVar, SpinLockIrq, SpinLockIrqGuard},
 };
 use leg::Leg;
+use state::StateLock;
 use write_behind::BehindState;
 
 /// The dm target type name, as lvm2 and dmsetup know it.
@@ -206,8 +208,10 @@ pub(crate) struct MirrorSet {
     region_size: u32,
     nr_regions: u64,
     features: Features,
+    /// Every path that changes what reads may do takes this lock, which
+    /// ends the read lease first (`state`).
     #[pin]
-    state: SpinLockIrq<LegState>,
+    state: StateLock,
     /// Completions of user reads, accounted without `state`'s lock: the
     /// next holder of the lock folds them into the balancer before it
     /// decides anything with it.
@@ -339,7 +343,7 @@ impl MirrorSet {
     }
 
     fn default_leg(&self) -> usize {
-        self.state.lock().balancer.default_leg()
+        self.state.peek(|st| st.balancer.default_leg())
     }
 
     /// Whether a write of `nr_sectors` at `sector` writes all of `region`
@@ -375,6 +379,7 @@ impl MirrorSet {
             freshness,
             balancer,
             behind,
+            freshness_from_log,
             ..
         } = &mut *st;
         let Ok(fresh) = freshness.fresh(region) else {
@@ -387,7 +392,22 @@ impl MirrorSet {
             .ok()
             .flatten();
         // The choice may have asked for a probe.
-        (leg, balancer.wants_probe_read(healthy))
+        let probe = balancer.wants_probe_read(healthy);
+        // A lease only for a choice that any region's read would get: from
+        // the legs that every region may be read from (healthy, fresh
+        // everywhere, behind nowhere), when they are this read's too.
+        let lease = match leg {
+            Some(leg) if *freshness_from_log && balancer.lease_reads() > 0 => {
+                let everywhere = behind.lease_legs(freshness.fresh_everywhere(), healthy);
+                (everywhere == candidates && everywhere.contains(leg))
+                    .then(|| (leg, balancer.lease_reads()))
+            }
+            _ => None,
+        };
+        if let Some((leg, reads)) = lease {
+            self.state.grant(&st, leg, reads);
+        }
+        (leg, probe)
     }
 
     /// Freshness after a write to `region` reached the legs in `reached`.
@@ -426,8 +446,15 @@ impl MirrorSet {
         if ok && self.completions.post(completion) {
             return;
         }
-        self.lock_balancing()
-            .balancer
+        let mut st = if ok {
+            // Statistics only: the read lease stays.
+            self.state.lock_for_completion()
+        } else {
+            // The failure is handled next.
+            self.state.lock()
+        };
+        self.completions.fold_into(&mut st.balancer);
+        st.balancer
             .complete_sized(leg, completion.latency_ns, sectors, ok);
     }
 
@@ -502,12 +529,13 @@ impl MirrorSet {
     /// Each leg's health, for the status line.
     fn health(&self) -> [LegHealth; MAX_LEGS] {
         let mut health = [LegHealth::ALIVE; MAX_LEGS];
-        let st = self.state.lock();
-        for (h, e) in health.iter_mut().zip(st.errors.iter()) {
-            if *e != LegErrors::NONE {
-                *h = LegHealth::failed(*e);
+        self.state.peek(|st| {
+            for (h, e) in health.iter_mut().zip(st.errors.iter()) {
+                if *e != LegErrors::NONE {
+                    *h = LegHealth::failed(*e);
+                }
             }
-        }
+        });
         health
     }
 
@@ -529,11 +557,12 @@ impl MirrorSet {
 
     /// Whether some healthy leg holds `region`'s latest data.
     fn read_is_possible(&self, region: u64) -> bool {
-        let st = self.state.lock();
-        let healthy = st.usable(self.nr_legs());
-        st.freshness
-            .fresh(region)
-            .is_ok_and(|fresh| !st.behind.read_legs(region, fresh, healthy).is_empty())
+        self.state.peek(|st| {
+            let healthy = st.usable(self.nr_legs());
+            st.freshness
+                .fresh(region)
+                .is_ok_and(|fresh| !st.behind.read_legs(region, fresh, healthy).is_empty())
+        })
     }
 
     /// At the first resume (the disk log reads its state in its resume):
@@ -1027,7 +1056,7 @@ impl TargetOperations for MirrorSet {
                 region_size,
                 nr_regions,
                 features: table.features,
-                state <- new_spinlock_irq!(
+                state <- StateLock::new(
                     LegState {
                         balancer,
                         errors: [LegErrors::NONE; MAX_LEGS],
@@ -1040,7 +1069,6 @@ impl TargetOperations for MirrorSet {
                         event_pending: false,
                         behind,
                     },
-                    "MirrorSet::state"
                 ),
                 completions: CompletionMailbox::new(),
                 queues <- new_spinlock_irq!(
@@ -1158,7 +1186,10 @@ impl TargetOperations for MirrorSet {
                     return mapped;
                 }
                 let now_ns = dm::now_ns();
-                let (chosen, probe) = self.choose(region, sector, bio.sectors(), now_ns);
+                let (chosen, probe) = match self.state.take_lease(sector, bio.sectors()) {
+                    Some(leg) => (Some(leg), false),
+                    None => self.choose(region, sector, bio.sectors(), now_ns),
+                };
                 if probe {
                     self.worker.queue();
                 }

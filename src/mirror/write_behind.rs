@@ -129,6 +129,19 @@ impl BehindState {
         read_candidates(fresh, healthy, self.backlog.behind(region), write_mostly)
     }
 
+    /// The legs any region's reads may go to, of the `healthy` legs that
+    /// are fresh in every region: [`BehindState::read_legs`] for a region
+    /// where no leg is stale and every copy in the backlog is behind, what
+    /// a read lease may name.
+    pub(super) fn lease_legs(&self, fresh_everywhere: LegSet, healthy: LegSet) -> LegSet {
+        read_candidates(
+            fresh_everywhere,
+            healthy,
+            self.backlog.behind_anywhere(),
+            self.config.write_mostly(),
+        )
+    }
+
     /// The legs a write to `region` sends a copy to: the write-mostly
     /// legs, and the legs that are behind there.
     pub(super) fn lagging_legs(&self, region: u64) -> LegSet {
@@ -222,13 +235,12 @@ impl MirrorSet {
         // The legs that get a copy rather than the bio: the write-mostly
         // ones, and any leg still behind in the region (one whose
         // write_mostly a message ended: the bio would overtake its copies).
-        let (enabled, lagging) = {
-            let st = self.state.lock();
+        let (enabled, lagging) = self.state.peek(|st| {
             (
                 st.behind.config.behind_enabled(),
                 st.behind.lagging_legs(region).intersection(all),
             )
-        };
+        });
         // Copies are made before taking the IRQ-off lock (no allocation
         // under it), for the write-mostly legs as they were a moment ago;
         // a change in between shows as a missing copy and the write waits.
@@ -536,7 +548,7 @@ impl MirrorSet {
         // healthy before the flush too (only a full resync, which the worker
         // runs and this is the worker or `stop`, clears errors). One is
         // enough.
-        let healthy = self.state.lock().usable(self.nr_legs());
+        let healthy = self.state.peek(|st| st.usable(self.nr_legs()));
         while let Some(mut bio) = settled.pop() {
             let (behind, _) = copies_of(&mut bio);
             if behind.intersection(healthy).is_empty() {
@@ -551,7 +563,7 @@ impl MirrorSet {
     /// After a copy completed: wake a drain waiting for an empty backlog,
     /// and the worker (copies that may go now, writes that waited).
     fn behind_progress(&self) {
-        if self.state.lock().behind.backlog.is_empty() {
+        if self.state.peek(|st| st.behind.backlog.is_empty()) {
             self.behind_drained.notify_all();
         }
         self.worker.queue();

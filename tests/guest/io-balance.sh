@@ -12,7 +12,7 @@
 . /dmmr/tests/lib.sh
 need_module
 
-ktap_plan 69
+ktap_plan 72
 
 modprobe -r dm_mirror 2>/dev/null || true
 modprobe dm_mirror_rs || die "cannot load dm_mirror_rs"
@@ -25,6 +25,11 @@ N=400
 
 # read_split <mirror> <count> <leg0> <leg1>: read_split_dev on /dev/mapper/<mirror>.
 read_split() { read_split_dev "/dev/mapper/$1" "${@:2}"; }
+# leg_field <mirror> <maj:min> <field>
+leg_field() {
+	dmsetup message "$1" 0 io_balance show |
+		awk -v d="$2" -v k="$3" '$1 == "leg" && $3 == d { for (i = 4; i < NF; i++) if ($i == k) print $(i + 1) }'
+}
 # `--`: words such as -1 are for the target, not options of dmsetup.
 msg() { dmsetup message -- "$1" 0 io_balance "${@:2}"; }
 
@@ -73,6 +78,17 @@ ktap_check "show: per-leg weights" \
 ktap_check "message: reset_stats" msg rr reset_stats
 ktap_check "show after reset: no reads counted" \
 	bash -c "dmsetup message rr 0 io_balance show | grep '^leg' | grep -q ' reads 0 ' && ! dmsetup message rr 0 io_balance show | grep '^leg' | grep -vq ' reads 0 '"
+# Reads routed without the lock (a read lease) count as if chosen: every
+# one of them in reads and sectors, on the leg whose block stats saw them.
+ktap_check "message: round_robin ios 0" msg rr round_robin ios 0
+msg rr reset_stats
+dd if=/dev/mapper/rr of=/dev/null bs=4k count=$N iflag=direct status=none
+dd if=/dev/mapper/rr of=/dev/null bs=64k count=10 skip=100 iflag=direct status=none
+ktap_check_eq "show counts leased reads: reads, sectors of both legs" \
+	"$((N + 10)) $((N * 8 + 10 * 128)) 0 0" \
+	"$(leg_field rr "$M0" reads) $(leg_field rr "$M0" sectors) $(leg_field rr "$M1" reads) $(leg_field rr "$M1" sectors)"
+ktap_check_eq "show after the leased reads: none in flight" "0 0" \
+	"$(leg_field rr "$M0" in_flight) $(leg_field rr "$M1" in_flight)"
 ktap_check "message: adaptive" msg rr adaptive
 split=$(rand_split rr $N "$L0" "$L1")
 spread() { local a=${1% *} b=${1#* }; [ "$a" -ge $(($2 * 30 / 100)) ] && [ "$b" -ge $(($2 * 30 / 100)) ]; }
@@ -216,11 +232,6 @@ ktap_check "remove sl, slow" bash -c "dmsetup --noudevsync remove sl && dmsetup 
 # fallback, if a read beats the warm-up of the fast leg).
 dm create slow --table "0 $SECTORS delay $L1 0 20" || die "cannot create the delay leg"
 SLOW=$(dev_majmin /dev/mapper/slow)
-# leg_field <mirror> <maj:min> <field>
-leg_field() {
-	dmsetup message "$1" 0 io_balance show |
-		awk -v d="$2" -v k="$3" '$1 == "leg" && $3 == d { for (i = 4; i < NF; i++) if ($i == k) print $(i + 1) }'
-}
 for order in "slow first" "slow second"; do
 	if [ "$order" = "slow first" ]; then legs="/dev/mapper/slow 0 $L0 0"; else legs="$L0 0 /dev/mapper/slow 0"; fi
 	dm create fr --table "0 $SECTORS mirror core 2 1024 nosync 2 $legs 2 io_balance adaptive" ||
