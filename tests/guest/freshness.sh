@@ -22,6 +22,12 @@
 #     a module without freshness tracking too (the held write is re-issued
 #     to every leg once the region is resynchronised): they are regression
 #     coverage.  Only the `stale 0` check needs the new show field.
+#  l. A read lease ends when a leg misses a write: with round_robin ios
+#     1000 started on leg 1, the first read leaves a lease on leg 1 for the
+#     next 999; leg 1 then misses NEW (no handle_errors), and after the
+#     resync (which marks the region in sync, so that reads of it may take
+#     a lease again) every read must return NEW. A lease that outlived the
+#     missed write would send them to leg 1, which still holds OLD.
 #  e. I/O-path error messages are rate limited: a full resync onto an
 #     `error` leg fails one copy per region (2048 regions here) and must not
 #     log a line for each.
@@ -52,10 +58,10 @@
 need_module
 
 POLICIES=("round_robin ios 1" "weighted" "adaptive")
-# DMMR_FRESHNESS_CASES: the cases to run (default all: "a b c e f g d"),
+# DMMR_FRESHNESS_CASES: the cases to run (default all: "a b l c e f g d"),
 # DMMR_FRESHNESS_POLICIES: a and b with the first N policies only (the debug
 # kernel run: tests/run --profile debug passes both).
-CASES=" ${DMMR_FRESHNESS_CASES:-a b c e f g d} "
+CASES=" ${DMMR_FRESHNESS_CASES:-a b l c e f g d} "
 [[ "${DMMR_FRESHNESS_POLICIES:-3}" =~ ^[1-3]$ ]] ||
 	ktap_skip_all "DMMR_FRESHNESS_POLICIES must be 1, 2 or 3"
 POLICIES=("${POLICIES[@]:0:${DMMR_FRESHNESS_POLICIES:-3}}")
@@ -64,11 +70,12 @@ NREADS=40
 SECTORS=8192 # 4 MiB: 8 regions of 1024 sectors
 BLK=130      # the 4 KiB block the scenarios write (sectors 1040..1047: region 1)
 
-# a: 5 per policy; b: 6 per policy; c: 9 per failing leg; e: 2; f: 7; g: 3;
-# d: 5 per offset.
+# a: 5 per policy; b: 6 per policy; l: 4; c: 9 per failing leg; e: 2; f: 7;
+# g: 3; d: 5 per offset.
 plan=0
 ! case_on a || plan=$((plan + 5 * ${#POLICIES[@]}))
 ! case_on b || plan=$((plan + 6 * ${#POLICIES[@]}))
+! case_on l || plan=$((plan + 4))
 ! case_on c || plan=$((plan + 9 * 2))
 ! case_on e || plan=$((plan + 2))
 ! case_on f || plan=$((plan + 7))
@@ -247,6 +254,37 @@ if case_on b; then
 		nohandle_case 0 "$p"
 	done
 fi
+
+# --- l: a read lease ends when a leg misses a write -----------------------------
+
+# OLD on both legs; reads leased to leg 1; leg 1 fails writes; NEW written.
+lease_setup() {
+	local r0 r1
+	new_stack || return 1
+	write_block "/dev/mapper/$MR" "$DMMR_WORK/old" || { echo "OLD write failed"; return 1; }
+	msg "$MR" default 1 && msg "$MR" round_robin ios 1000 || return 1
+	r0=$(reads_of "${L[1]}")
+	dd if="/dev/mapper/$MR" of=/dev/null bs=4096 count=10 iflag=direct status=none || return 1
+	r1=$(reads_of "${L[1]}")
+	[ $((r1 - r0)) -ge 10 ] || { echo "the 10 reads did not go to leg 1 ($((r1 - r0)))"; return 1; }
+	swap "${W[1]}" "$(flk "${L[1]}")" || return 1
+	write_block "/dev/mapper/$MR" "$DMMR_WORK/new" || { echo "the NEW write was not acknowledged"; return 1; }
+}
+
+lease_case() {
+	local tag="read lease on leg 1, leg 1 misses a write" c
+	mkpat "OLD: $tag" "$DMMR_WORK/old"
+	mkpat "NEW: $tag" "$DMMR_WORK/new"
+	ktap_check "$tag: OLD on both legs, 10 reads on leg 1 (round_robin ios 1000), NEW acknowledged" lease_setup
+	ktap_check "$tag: suspend + resume, the resync ends with every region in sync" resync_cycle
+	c=$(count_reads "/dev/mapper/$MR" $NREADS)
+	ktap_check_eq "$tag: $NREADS reads after the resync all return NEW (NEW OLD other EIO)" \
+		"$NREADS 0 0 0" "$c"
+	ktap_check_eq "$tag: io_balance show: stale 0 for leg 0, stale 1 for leg 1" "0 1" "$(stale_counts "$MR")"
+	drop_stack
+}
+
+! case_on l || lease_case
 
 # --- c: handle_errors: the write is held until the repair ------------------------
 
