@@ -341,6 +341,29 @@ pub fn read_candidates(
         .preferring_not(write_mostly)
 }
 
+/// The legs a read lease may name (`crate::mcore::policy::lease`): those
+/// that [`read_candidates`] allows in every region, whatever is stale or
+/// behind where: of the `healthy` legs fresh in every region
+/// (`fresh_everywhere`), those behind nowhere (`behind_anywhere`: the legs
+/// with copies in the backlog), and not a write-mostly leg while a healthy
+/// leg is not write-mostly (in a region where that leg is fresh, reads
+/// must go there, not over the WAN).
+pub fn lease_candidates(
+    fresh_everywhere: LegSet,
+    healthy: LegSet,
+    behind_anywhere: LegSet,
+    write_mostly: LegSet,
+) -> LegSet {
+    let safe = fresh_everywhere
+        .intersection(healthy)
+        .difference(behind_anywhere);
+    if healthy.difference(write_mostly).is_empty() {
+        safe
+    } else {
+        safe.difference(write_mostly)
+    }
+}
+
 /// Writes the write-behind part of `io_balance show`: one line with the
 /// settings, then one per write-mostly leg or leg with writes behind:
 ///
@@ -398,6 +421,42 @@ pub fn write_behind_report(
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
+
+    proptest::proptest! {
+        /// A leased leg is one that every region's reads may go to: for
+        /// any region, with more legs fresh there than everywhere and
+        /// fewer behind there than anywhere, it is among the region's
+        /// candidates.
+        #[test]
+        fn a_lease_candidate_is_a_candidate_in_every_region(
+            fresh_everywhere in 0u16..512, more_fresh in 0u16..512, healthy in 0u16..512,
+            behind_anywhere in 0u16..512, behind_here in 0u16..512, write_mostly in 0u16..512,
+        ) {
+            let set = |bits: u16| LegSet::from_bits(bits);
+            let fresh_here = set(fresh_everywhere | more_fresh);
+            let behind_here = set(behind_anywhere & behind_here);
+            let leased = lease_candidates(
+                set(fresh_everywhere), set(healthy), set(behind_anywhere), set(write_mostly),
+            );
+            let here = read_candidates(fresh_here, set(healthy), behind_here, set(write_mostly));
+            for leg in leased {
+                proptest::prop_assert!(here.contains(leg), "leg {leg}: leased {leased:?}, here {here:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lease_candidates_avoid_write_mostly_legs_while_another_is_healthy() {
+        let (a, w) = (LegSet::single(0), LegSet::single(1));
+        let both = a.union(w);
+        // Leg 0 stale somewhere: no lease, rather than one on the WAN leg.
+        assert_eq!(lease_candidates(w, both, LegSet::EMPTY, w), LegSet::EMPTY);
+        assert_eq!(lease_candidates(both, both, LegSet::EMPTY, w), a);
+        // Leg 0 behind (its write_mostly just ended): no lease either.
+        assert_eq!(lease_candidates(both, both, a, w), LegSet::EMPTY);
+        // Leg 0 failed: the write-mostly leg is all there is.
+        assert_eq!(lease_candidates(both, w, LegSet::EMPTY, w), w);
+    }
 
     #[test]
     fn report_lists_write_mostly_and_lagging_legs_only() {

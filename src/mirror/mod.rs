@@ -48,10 +48,10 @@ use kernel::{
     error::code::{EAGAIN, EINVAL, EIO, ENOMEM},
     new_condvar,
     prelude::*,
-    sync::{new_spinlock_irq, CondVar, SpinLockIrq, SpinLockIrqGuard},
+    sync::{new_spinlock_irq, CondVar, SpinLockIrq},
 };
 use leg::Leg;
-use state::StateLock;
+use state::{StateGuard, StateLock};
 use write_behind::BehindState;
 
 /// The dm target type name, as lvm2 and dmsetup know it.
@@ -405,7 +405,7 @@ impl MirrorSet {
             _ => None,
         };
         if let Some((leg, reads)) = lease {
-            self.state.grant(&st, leg, reads);
+            st.grant(leg, reads);
         }
         (leg, probe)
     }
@@ -427,7 +427,7 @@ impl MirrorSet {
     /// The state lock, with the read completions posted since its last
     /// holder folded into the balancer: whatever decides with the
     /// balancer's statistics takes the lock through this.
-    fn lock_balancing(&self) -> SpinLockIrqGuard<'_, LegState> {
+    fn lock_balancing(&self) -> StateGuard<'_> {
         let mut st = self.state.lock();
         self.completions.fold_into(&mut st.balancer);
         st
@@ -446,15 +446,12 @@ impl MirrorSet {
         if ok && self.completions.post(completion) {
             return;
         }
-        let mut st = if ok {
-            // Statistics only: the read lease stays.
-            self.state.lock_for_completion()
-        } else {
-            // The failure is handled next.
-            self.state.lock()
-        };
-        self.completions.fold_into(&mut st.balancer);
-        st.balancer
+        // This ends a read lease (a completion folded under a lease still
+        // in force could come before its read's dispatch is accounted): a
+        // burst of completions with leases ends one every
+        // SLOTS_PER_LEG + 1 reads.
+        self.lock_balancing()
+            .balancer
             .complete_sized(leg, completion.latency_ns, sectors, ok);
     }
 
@@ -570,7 +567,7 @@ impl MirrorSet {
     /// only. The knowledge of an earlier table is gone; the log is all
     /// there is (as in dm-raid1).
     fn freshness_from_log(&self) {
-        if self.state.lock().freshness_from_log {
+        if self.state.peek(|st| st.freshness_from_log) {
             return;
         }
         let default = self.default_leg();
@@ -820,15 +817,14 @@ impl MirrorSet {
                 continue;
             }
             let region = bio.record().region();
-            let (idx, behind) = {
-                let st = self.state.lock();
+            let (idx, behind) = self.state.peek(|st| {
                 let healthy = st.usable(self.nr_legs());
                 let idx = st
                     .freshness
                     .out_of_sync_write_leg(region, st.balancer.default_leg(), healthy)
                     .unwrap_or_else(|_| st.balancer.default_leg());
                 (idx, st.behind.backlog.behind(region).contains(idx))
-            };
+            });
             if behind {
                 self.queues.lock().nosync_waiting.push(bio);
                 continue;
@@ -850,7 +846,7 @@ impl MirrorSet {
         if self.queues.lock().nosync_waiting.is_empty() {
             return;
         }
-        let leg_failure = self.state.lock().leg_failure;
+        let leg_failure = self.state.peek(|st| st.leg_failure);
         self.dispatch_nosync(BioList::new(), leg_failure);
     }
 
@@ -878,8 +874,8 @@ impl MirrorSet {
     /// Whether discards must wait: while a copy runs (resync or
     /// write-behind), a discard of the same blocks could overtake it.
     fn discards_wait(&self) -> bool {
-        let st = self.state.lock();
-        st.recovery_in_flight() || !st.behind.backlog.is_empty()
+        self.state
+            .peek(|st| st.recovery_in_flight() || !st.behind.backlog.is_empty())
     }
 
     fn write_to_all_legs(&self, bio: OwnedBio<Self>) {
@@ -1692,7 +1688,10 @@ impl RegionHashCallbacks for MirrorSet {
 
 impl WorkerCallback for MirrorSet {
     fn work(&self) {
-        let event = core::mem::take(&mut self.state.lock().event_pending);
+        // Looked at first: taking the lock for it would end a read lease
+        // on every run of the worker.
+        let event = self.state.peek(|st| st.event_pending)
+            && core::mem::take(&mut self.state.lock().event_pending);
         if event {
             self.target.raise_event();
         }

@@ -6,19 +6,18 @@
 //! The lease is sound only if no holder of the lock changes what reads may
 //! do while a lease granted before is still handing out reads. So the lock
 //! is private to this module, and [`StateLock::lock`] ends the lease before
-//! it returns the guard: every change (a failed leg, a stale region, a copy
-//! behind, a message, a new default) happens after the end of any lease
-//! that did not see it. Only a choice under the lock grants a new one.
+//! it returns the guard (as does [`StateGuard::wait`] when it has the lock
+//! again): every change (a failed leg, a stale region, a copy behind, a
+//! message, a new default) happens after the end of any lease that did not
+//! see it. Only a choice under a [`StateGuard`] grants a new one.
 
 use super::LegState;
 use crate::dm;
-use crate::mcore::{
-    legs::LegSet,
-    policy::{LeasedReads, ReadLease},
-};
+use crate::mcore::{legs::LegSet, policy::ReadLease};
+use core::ops::{Deref, DerefMut};
 use kernel::{
     prelude::*,
-    sync::{new_spinlock_irq, SpinLockIrq, SpinLockIrqGuard},
+    sync::{new_spinlock_irq, CondVar, SpinLockIrq, SpinLockIrqGuard},
 };
 
 /// [`LegState`] under its IRQ-off lock, with the read lease.
@@ -27,6 +26,15 @@ pub(super) struct StateLock {
     #[pin]
     state: SpinLockIrq<LegState>,
     lease: ReadLease,
+}
+
+/// The state lock, held, with no read lease in force that was granted
+/// before it was taken.
+// INVARIANT: made only by `StateLock::lock` and kept by `wait`, each of
+// which ends `lease` after taking `guard`'s lock; `lease` is that lock's.
+pub(super) struct StateGuard<'a> {
+    guard: SpinLockIrqGuard<'a, LegState>,
+    lease: &'a ReadLease,
 }
 
 impl StateLock {
@@ -39,33 +47,13 @@ impl StateLock {
 
     /// The lock. The read lease ends first, and the reads it handed out
     /// are accounted in the balancer as if each had been chosen under it.
-    pub(super) fn lock(&self) -> SpinLockIrqGuard<'_, LegState> {
-        let mut st = self.state.lock();
-        let leased = self.lease.revoke();
-        self.account(&mut st, leased);
-        st
-    }
-
-    /// The lock for accounting a successful read's completion in the
-    /// balancer's statistics and nothing else: the lease goes on (its
-    /// reads so far are accounted, so the completion finds its dispatch).
-    pub(super) fn lock_for_completion(&self) -> SpinLockIrqGuard<'_, LegState> {
-        let mut st = self.state.lock();
-        let leased = self.lease.settle();
-        self.account(&mut st, leased);
-        st
-    }
-
-    fn account(&self, st: &mut LegState, leased: Option<LeasedReads>) {
-        let Some(leased) = leased else {
-            return;
+    pub(super) fn lock(&self) -> StateGuard<'_> {
+        let mut guard = StateGuard {
+            guard: self.state.lock(),
+            lease: &self.lease,
         };
-        st.balancer.account_leased(&leased, dm::now_ns());
-        // Reads of earlier leases may still add sectors to other legs.
-        for leg in LegSet::first_n(st.balancer.nr_legs()) {
-            let sectors = self.lease.take_sectors(leg);
-            st.balancer.account_leased_sectors(leg, sectors);
-        }
+        guard.end_lease();
+        guard
     }
 
     /// Reads the state under the lock, changing nothing: a lease in force
@@ -75,17 +63,54 @@ impl StateLock {
     }
 
     /// A leg for a read of `nr_sectors` at `sector` without the lock, if
-    /// a lease is in force (see [`StateLock::grant`]).
+    /// a lease is in force (see [`StateGuard::grant`]).
     pub(super) fn take_lease(&self, sector: u64, nr_sectors: u32) -> Option<usize> {
         self.lease.take(sector, nr_sectors)
     }
+}
 
-    /// Lets the next `reads` reads go to `leg` without the lock. `held` is
-    /// this lock's guard, from a [`StateLock::lock`] that has not been let
-    /// go since; the caller checked that `leg` may serve the latest data
-    /// of every region to any read while nothing changes.
-    pub(super) fn grant(&self, held: &SpinLockIrqGuard<'_, LegState>, leg: usize, reads: u32) {
-        let _ = held;
+impl StateGuard<'_> {
+    fn end_lease(&mut self) {
+        let Some(leased) = self.lease.revoke() else {
+            return;
+        };
+        let st = &mut *self.guard;
+        st.balancer.account_leased(&leased, dm::now_ns());
+        // Reads of earlier leases may still add sectors to other legs.
+        for leg in LegSet::first_n(st.balancer.nr_legs()) {
+            let sectors = self.lease.take_sectors(leg);
+            st.balancer.account_leased_sectors(leg, sectors);
+        }
+    }
+
+    /// Lets the next `reads` reads go to `leg` without the lock. The caller
+    /// checked that `leg` may serve the latest data of every region to any
+    /// read while nothing changes, and that the policy would send them
+    /// there.
+    pub(super) fn grant(&self, leg: usize, reads: u32) {
+        // No lease is in force (the type's invariant, and only this grants
+        // one): replacing the word loses no read's account.
         self.lease.grant(leg, reads);
+    }
+
+    /// Waits on `condvar`, releasing the lock meanwhile; ends the lease
+    /// that others may have granted in between once it has the lock again.
+    pub(super) fn wait(&mut self, condvar: &CondVar) {
+        condvar.wait(&mut self.guard);
+        self.end_lease();
+    }
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = LegState;
+
+    fn deref(&self) -> &LegState {
+        &self.guard
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut LegState {
+        &mut self.guard
     }
 }

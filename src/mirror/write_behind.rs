@@ -63,7 +63,7 @@ use crate::mcore::{
     legs::{LegSet, MAX_LEGS},
     status::LegErrors,
     write_behind::{Admitted, Backlog, BacklogError, BehindSlot, BehindStats, Ticket},
-    write_mostly::{read_candidates, WriteBehindConfig},
+    write_mostly::{lease_candidates, read_candidates, WriteBehindConfig},
 };
 use kernel::{alloc::KVVec, error::code::ENOMEM, prelude::*};
 
@@ -129,12 +129,10 @@ impl BehindState {
         read_candidates(fresh, healthy, self.backlog.behind(region), write_mostly)
     }
 
-    /// The legs any region's reads may go to, of the `healthy` legs that
-    /// are fresh in every region: [`BehindState::read_legs`] for a region
-    /// where no leg is stale and every copy in the backlog is behind, what
-    /// a read lease may name.
+    /// The legs a read lease may name, of the `healthy` legs that are
+    /// fresh in every region (see [`lease_candidates`]).
     pub(super) fn lease_legs(&self, fresh_everywhere: LegSet, healthy: LegSet) -> LegSet {
-        read_candidates(
+        lease_candidates(
             fresh_everywhere,
             healthy,
             self.backlog.behind_anywhere(),
@@ -515,13 +513,16 @@ impl MirrorSet {
         let mut flush = LegSet::EMPTY;
         while let Some(mut bio) = waits.pop() {
             let (behind, copies_end) = copies_of(&mut bio);
-            let st = self.state.lock();
-            if st.behind.backlog.settled_before(copies_end) {
-                flush = flush.union(behind.intersection(st.usable(self.nr_legs())));
-                drop(st);
+            let settled_legs = self.state.peek(|st| {
+                st.behind
+                    .backlog
+                    .settled_before(copies_end)
+                    .then(|| behind.intersection(st.usable(self.nr_legs())))
+            });
+            if let Some(legs) = settled_legs {
+                flush = flush.union(legs);
                 settled.push(bio);
             } else {
-                drop(st);
                 keep.push(bio);
             }
         }
@@ -575,7 +576,7 @@ impl MirrorSet {
         {
             let mut st = self.state.lock();
             while !st.behind.backlog.is_empty() {
-                self.behind_drained.wait(&mut st);
+                st.wait(&self.behind_drained);
             }
         }
         self.buffer_ios.wait_idle();

@@ -748,15 +748,7 @@ mod tests {
                 ok: true,
             };
             if !self.kernel_paths || !self.mailbox.post(completion) {
-                // The kernel's lock for a completion: the lease goes on.
-                if let Some(leased) = self.lease.settle() {
-                    self.balancer.account_leased(&leased, self.now);
-                    for leg in 0..self.devices.len() {
-                        let sectors = self.lease.take_sectors(leg);
-                        self.balancer.account_leased_sectors(leg, sectors);
-                    }
-                }
-                self.mailbox.fold_into(&mut self.balancer);
+                self.lock();
                 self.balancer.complete(leg, done - start, true);
             }
             Some(Some(leg))

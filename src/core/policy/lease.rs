@@ -150,40 +150,6 @@ impl ReadLease {
         })
     }
 
-    /// Like [`ReadLease::revoke`], but the lease goes on with the reads it
-    /// has left: for a lock holder that changes nothing reads depend on
-    /// (it accounts completions).
-    pub fn settle(&self) -> Option<LeasedReads> {
-        let mut word = self.word.load(Ordering::Relaxed);
-        loop {
-            if word & GRANTED == 0 {
-                return None;
-            }
-            let granted = (word >> GRANTED_SHIFT) & COUNT_MASK;
-            let left = word & COUNT_MASK;
-            if granted == left {
-                return None;
-            }
-            // The same lease with `granted` reset to `left`.
-            let settled = (word & !(COUNT_MASK << GRANTED_SHIFT)) | (left << GRANTED_SHIFT);
-            match self.word.compare_exchange_weak(
-                word,
-                settled,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    return Some(LeasedReads {
-                        leg: usize::try_from((word >> LEG_SHIFT) & LEG_MASK).unwrap_or(0),
-                        reads: u32::try_from(granted.saturating_sub(left)).unwrap_or(0),
-                        next_sector: self.next_sector.load(Ordering::Relaxed),
-                    })
-                }
-                Err(now) => word = now,
-            }
-        }
-    }
-
     /// The sectors leased reads sent to `leg` since the last call (reads
     /// still taking a lease that just ended may add theirs after it: they
     /// count at the next call).
@@ -254,29 +220,6 @@ mod tests {
     }
 
     #[test]
-    fn settling_counts_the_reads_and_keeps_the_rest() {
-        let lease = ReadLease::new();
-        assert_eq!(lease.settle(), None);
-        lease.grant(1, 5);
-        assert_eq!(lease.settle(), None);
-        lease.take(0, 8);
-        lease.take(8, 8);
-        assert_eq!(lease.settle().map(|r| (r.leg, r.reads)), Some((1, 2)));
-        assert_eq!(lease.settle(), None);
-        assert_eq!(lease.take(16, 8), Some(1));
-        assert_eq!(lease.revoke().map(|r| r.reads), Some(1));
-        assert_eq!(lease.take_sectors(1), 24);
-        // Three reads were left of five: two more, then none.
-        lease.grant(0, 3);
-        lease.take(0, 8);
-        assert_eq!(lease.settle().map(|r| r.reads), Some(1));
-        assert_eq!(lease.take(0, 8), Some(0));
-        assert_eq!(lease.take(0, 8), Some(0));
-        assert_eq!(lease.take(0, 8), None);
-        assert_eq!(lease.settle().map(|r| r.reads), Some(2));
-    }
-
-    #[test]
     fn grants_are_capped() {
         let lease = ReadLease::new();
         lease.grant(MAX_LEGS - 1, u32::MAX);
@@ -315,12 +258,6 @@ mod tests {
             .collect();
         let mut reported = [0u64; MAX_LEGS];
         for round in 0..20_000usize {
-            if round % 3 == 0 {
-                if let Some(r) = lease.settle() {
-                    reported[r.leg] += u64::from(r.reads);
-                }
-                continue;
-            }
             if let Some(r) = lease.revoke() {
                 reported[r.leg] += u64::from(r.reads);
             }
