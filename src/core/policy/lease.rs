@@ -12,9 +12,10 @@
 //! to leg `L` without the lock, with one compare-and-swap each
 //! ([`ReadLease::take`]).
 //!
-//! Whoever takes the lock for anything first ends the lease
+//! Whoever takes the lock to change anything first ends the lease
 //! ([`ReadLease::revoke`], which also says how many of its reads were
-//! taken, for the balancer's accounts). A new lease is granted only by a
+//! taken, for the balancer's accounts); a holder that only looks may
+//! leave it. A new lease is granted only by a
 //! choice under the lock, from the state it sees, and only for a leg that
 //! may serve every region with its latest data (the caller checks that:
 //! healthy, fresh everywhere, behind nowhere). So a read that takes a
