@@ -96,12 +96,7 @@ fn run(policy: Option<PolicySpec>, mode: Mode, slow_leg: bool) -> f64 {
             Some(leg) => leg,
             None => {
                 // The lock: end the lease, fold, choose, maybe grant.
-                if let Some(r) = lease.revoke() {
-                    b.account_leased(&r, now);
-                    for l in legs {
-                        b.account_leased_sectors(l, lease.take_sectors(l));
-                    }
-                }
+                lease.end_into(&mut b, || now);
                 if mailbox {
                     mb.fold_into(&mut b);
                 }
@@ -139,9 +134,7 @@ fn run(policy: Option<PolicySpec>, mode: Mode, slow_leg: bool) -> f64 {
                 };
                 if !mb.post(c) {
                     // The lock, which ends the lease.
-                    if let Some(r) = lease.revoke() {
-                        b.account_leased(&r, now);
-                    }
+                    lease.end_into(&mut b, || now);
                     mb.fold_into(&mut b);
                     b.complete_sized(c.leg, c.latency_ns, c.nr_sectors, c.ok);
                 }

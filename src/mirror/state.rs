@@ -13,7 +13,7 @@
 
 use super::LegState;
 use crate::dm;
-use crate::mcore::{legs::LegSet, policy::ReadLease};
+use crate::mcore::policy::ReadLease;
 use core::ops::{Deref, DerefMut};
 use kernel::{
     prelude::*,
@@ -71,16 +71,7 @@ impl StateLock {
 
 impl StateGuard<'_> {
     fn end_lease(&mut self) {
-        let Some(leased) = self.lease.revoke() else {
-            return;
-        };
-        let st = &mut *self.guard;
-        st.balancer.account_leased(&leased, dm::now_ns());
-        // Reads of earlier leases may still add sectors to other legs.
-        for leg in LegSet::first_n(st.balancer.nr_legs()) {
-            let sectors = self.lease.take_sectors(leg);
-            st.balancer.account_leased_sectors(leg, sectors);
-        }
+        self.lease.end_into(&mut self.guard.balancer, dm::now_ns);
     }
 
     /// Lets the next `reads` reads go to `leg` without the lock. The caller

@@ -599,13 +599,8 @@ mod tests {
             if !self.kernel_paths {
                 return;
             }
-            if let Some(leased) = self.lease.revoke() {
-                self.balancer.account_leased(&leased, self.now);
-                for leg in 0..self.devices.len() {
-                    let sectors = self.lease.take_sectors(leg);
-                    self.balancer.account_leased_sectors(leg, sectors);
-                }
-            }
+            let now = self.now;
+            self.lease.end_into(&mut self.balancer, || now);
             self.mailbox.fold_into(&mut self.balancer);
         }
 

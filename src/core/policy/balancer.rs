@@ -637,12 +637,7 @@ mod tests {
         let lease = super::super::ReadLease::new();
         let mut legs = Vec::new();
         let lock = |balancer: &mut Balancer| {
-            if let Some(leased) = lease.revoke() {
-                balancer.account_leased(&leased, 0);
-                for leg in 0..balancer.nr_legs() {
-                    balancer.account_leased_sectors(leg, lease.take_sectors(leg));
-                }
-            }
+            lease.end_into(balancer, || 0);
         };
         for i in 0..reads {
             let r = read(i as u64 * 8);

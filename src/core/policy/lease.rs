@@ -26,6 +26,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::super::legs::MAX_LEGS;
+use super::Balancer;
 
 /// The most reads one lease grants.
 pub const MAX_LEASE_READS: u32 = 1 << 12;
@@ -149,6 +150,21 @@ impl ReadLease {
             reads,
             next_sector: self.next_sector.load(Ordering::Relaxed),
         })
+    }
+
+    /// Ends the lease ([`ReadLease::revoke`]) and accounts what it handed
+    /// out in `balancer` as dispatched at `now_ns()` (asked only if a read
+    /// took the lease), with the sectors every leased read added since the
+    /// last call: what the lock holder does first. Call under the lock.
+    pub fn end_into(&self, balancer: &mut Balancer, now_ns: impl FnOnce() -> u64) {
+        let Some(leased) = self.revoke() else {
+            return;
+        };
+        balancer.account_leased(&leased, now_ns());
+        // Reads of earlier leases may still add sectors to other legs.
+        for leg in 0..balancer.nr_legs() {
+            balancer.account_leased_sectors(leg, self.take_sectors(leg));
+        }
     }
 
     /// The sectors leased reads sent to `leg` since the last call (reads
