@@ -24,10 +24,11 @@
 //!
 //! Storage comes from the caller, like [`super::freshness::Freshness`]: a
 //! slice of [`BehindSlot`]s (the capacity) and [`Backlog::words_needed`] words
-//! of region bitmap. Admission and completion scan the slots up to the
-//! highest one in use (new entries take the lowest free slot, so that is
-//! about the number of entries behind, not the capacity); the read-side
-//! question [`Backlog::behind`] is O(legs).
+//! of region bitmap. The slots also hold the lists that find an entry's
+//! neighbours, so admission, hand-out and completion cost O(1) plus the
+//! entries of one hash bucket (those of the same leg and region, and the
+//! odd collision), not O(entries behind): they run under an IRQ-off lock.
+//! The read-side question [`Backlog::behind`] is O(legs).
 
 use core::ops::DerefMut;
 
@@ -66,7 +67,11 @@ pub enum SlotState {
     InFlight,
 }
 
-/// One backlog entry; storage for the caller to provide (`Default` is free).
+/// No slot: the end of a list.
+const NIL: u16 = u16::MAX;
+
+/// One backlog entry; storage for the caller to provide ([`Backlog::new`]
+/// initialises it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BehindSlot {
     state: SlotState,
@@ -78,9 +83,21 @@ pub struct BehindSlot {
     sector: u64,
     seq: u64,
     admitted_ns: u64,
+    /// The next entry of this entry's hash bucket; for a free slot, the
+    /// next free slot.
+    chain_next: u16,
+    /// The entries admitted just before and after this one (pending only).
+    older: u16,
+    newer: u16,
+    /// The next entry of the ready queue (`Ready` only).
+    ready_next: u16,
+    /// Not this entry's: the first entry of hash bucket number (this
+    /// slot's index). There are as many buckets as slots.
+    bucket_head: u16,
 }
 
 impl BehindSlot {
+    #[cfg(test)]
     fn is_pending(&self) -> bool {
         self.state != SlotState::Free
     }
@@ -197,18 +214,32 @@ pub struct BehindStats {
 }
 
 /// The write-behind backlog of a mirror set. See the module documentation.
+//
+// Every operation on the write path is O(1) or O(its hash bucket), not
+// O(entries): entries live in intrusive lists threaded through the slots.
+// - Hash buckets: as many as slots; an entry is in the bucket of its (leg,
+//   region), so the entries it may overlap (a write never crosses a region)
+//   and the other entries of its region and leg are all in its bucket.
+// - The admission order: a doubly linked list, oldest first
+//   ([`Backlog::settled_before`] looks at its head).
+// - The ready queue: `Ready` entries, first in first out.
+// - The free list: free slots, through `chain_next`.
+//
 // INVARIANT: `MIN_LEGS <= nr_legs <= MAX_LEGS`; `1 <= slots.len() <=
-// u16::MAX`; `behind` covers `nr_legs` legs and `nr_regions` regions. For
-// every leg `l`: `stats[l].writes` and `stats[l].sectors` are the count and
-// sum of its pending slots; bit (`l`, `r`) of `behind` is set iff it has a
-// pending slot of region `r`. For every
-// pending slot `s`: `s.waits_for` is the number of pending slots of the
-// same leg, lower `seq`, overlapping it; `s.state == Waiting` iff
+// u16::MAX` (so no index is `NIL`); `behind` covers `nr_legs` legs and
+// `nr_regions` regions. For every leg `l`: `stats[l].writes` and
+// `stats[l].sectors` are the count and sum of its pending slots; bit (`l`,
+// `r`) of `behind` is set iff it has a pending slot of region `r`. For
+// every pending slot `s`: `s.waits_for` is the number of pending slots of
+// the same leg, lower `seq`, overlapping it; `s.state == Waiting` iff
 // `s.waits_for > 0` (a slot handed out is `InFlight` and only ever had
-// `waits_for == 0`). `ready` is the number of `Ready` slots, `free` of
-// `Free` ones; `next_seq` is above every pending slot's `seq`. Every
-// pending slot's index is below `high`, and `high == 0` or slot `high - 1`
-// is pending.
+// `waits_for == 0`). Every pending slot is in exactly the chain of bucket
+// `bucket(leg, region)` and in the admission list (ordered by `seq`,
+// `oldest` to `newest`, `older`/`newer` consistent); the ready queue
+// (`ready_head` to `ready_tail` through `ready_next`) holds exactly the
+// `Ready` slots, once each; the free list (`free_head` through
+// `chain_next`) exactly the free slots, `free` of them. `next_seq` is above
+// every pending slot's `seq`.
 #[derive(Debug)]
 pub struct Backlog<S, B> {
     nr_legs: usize,
@@ -217,8 +248,11 @@ pub struct Backlog<S, B> {
     slots: S,
     behind: RegionBits<B>,
     free: usize,
-    ready: usize,
-    high: usize,
+    free_head: u16,
+    oldest: u16,
+    newest: u16,
+    ready_head: u16,
+    ready_tail: u16,
     next_seq: u64,
     stats: [BehindStats; MAX_LEGS],
 }
@@ -250,16 +284,34 @@ where
             return Err(BacklogError::StorageSize);
         }
         let behind = RegionBits::new(nr_legs, nr_regions, bits).ok_or(BacklogError::StorageSize)?;
-        slots.fill(BehindSlot::default());
+        let len = slots.len();
+        for (index, slot) in slots.iter_mut().enumerate() {
+            let next = index.saturating_add(1);
+            *slot = BehindSlot {
+                chain_next: if next < len {
+                    u16::try_from(next).unwrap_or(NIL)
+                } else {
+                    NIL
+                },
+                older: NIL,
+                newer: NIL,
+                ready_next: NIL,
+                bucket_head: NIL,
+                ..BehindSlot::default()
+            };
+        }
         Ok(Backlog {
             nr_legs,
             nr_regions,
             max_sectors,
-            free: slots.len(),
+            free: len,
+            free_head: 0,
             slots,
             behind,
-            ready: 0,
-            high: 0,
+            oldest: NIL,
+            newest: NIL,
+            ready_head: NIL,
+            ready_tail: NIL,
             next_seq: 0,
             stats: [BehindStats::default(); MAX_LEGS],
         })
@@ -325,35 +377,58 @@ where
         }
     }
 
-    /// The slots that may be pending: up to the highest one in use.
-    fn used(&self) -> &[BehindSlot] {
-        self.slots.get(..self.high).unwrap_or(&[])
+    /// The slot at `index` (`None` for `NIL`).
+    fn slot(&self, index: u16) -> Option<&BehindSlot> {
+        self.slots.get(usize::from(index))
     }
 
-    /// As [`Self::used`], to change them.
-    fn used_mut(&mut self) -> &mut [BehindSlot] {
-        let high = self.high;
-        self.slots.get_mut(..high).unwrap_or(&mut [])
+    /// As [`Self::slot`], to change it.
+    fn slot_mut(&mut self, index: u16) -> Option<&mut BehindSlot> {
+        self.slots.get_mut(usize::from(index))
+    }
+
+    /// The hash bucket of `leg`'s entries in `region`.
+    fn bucket(&self, leg: u8, region: u64) -> u16 {
+        let key = region ^ (u64::from(leg) << 56);
+        let hash = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        let len = u64::try_from(self.slots.len()).unwrap_or(1);
+        hash.checked_rem(len)
+            .and_then(|b| u16::try_from(b).ok())
+            .unwrap_or(0)
+    }
+
+    /// Appends pending slot `index` to the ready queue.
+    fn push_ready(&mut self, index: u16) {
+        if let Some(s) = self.slot_mut(index) {
+            s.ready_next = NIL;
+        }
+        let tail = self.ready_tail;
+        match self.slot_mut(tail) {
+            Some(t) => t.ready_next = index,
+            None => self.ready_head = index,
+        }
+        self.ready_tail = index;
     }
 
     /// When `leg`'s oldest pending entry was admitted (`None`: no entry).
+    /// Walks the admission order: for `show`, not the write path.
     pub fn oldest_ns(&self, leg: usize) -> Option<u64> {
         let leg = u8::try_from(leg).ok()?;
-        self.used()
-            .iter()
-            .filter(|s| s.is_pending() && s.leg == leg)
-            .map(|s| s.admitted_ns)
-            .min()
+        let mut index = self.oldest;
+        while let Some(s) = self.slot(index) {
+            if s.leg == leg {
+                return Some(s.admitted_ns);
+            }
+            index = s.newer;
+        }
+        None
     }
 
     /// Whether every entry admitted before `seq_end` (an
     /// [`Admitted::seq_end`]) has completed: a write's copies, and every
     /// earlier copy, are done. Later admissions do not delay the answer.
     pub fn settled_before(&self, seq_end: u64) -> bool {
-        !self
-            .used()
-            .iter()
-            .any(|s| s.is_pending() && s.seq < seq_end)
+        self.slot(self.oldest).is_none_or(|s| s.seq >= seq_end)
     }
 
     /// The legs that are behind in `region` (empty for a region out of
@@ -411,24 +486,26 @@ where
             let Ok(leg8) = u8::try_from(leg) else {
                 continue;
             };
-            let waits_for = self
-                .used()
-                .iter()
-                .filter(|s| s.is_pending() && s.overlaps(leg8, sector, nr_sectors))
-                .count();
-            // The lowest free slot: one below `high`, or `high` itself.
-            let index = self
-                .used()
-                .iter()
-                .position(|s| !s.is_pending())
-                .unwrap_or(self.high);
-            let Some(slot) = self.slots.get_mut(index) else {
+            let bucket = self.bucket(leg8, region);
+            let Some(head) = self.slot(bucket).map(|s| s.bucket_head) else {
                 break;
             };
-            self.high = self.high.max(index.saturating_add(1));
-            if let Some(entry) = admitted.slots.get_mut(leg) {
-                *entry = u16::try_from(index).ok();
+            // Every entry this one may overlap is in its bucket.
+            let mut waits_for = 0u32;
+            let mut walk = head;
+            while let Some(s) = self.slot(walk) {
+                if s.overlaps(leg8, sector, nr_sectors) {
+                    waits_for = waits_for.saturating_add(1);
+                }
+                walk = s.chain_next;
             }
+            let index = self.free_head;
+            let newest = self.newest;
+            let seq = self.next_seq;
+            let Some(slot) = self.slot_mut(index) else {
+                break;
+            };
+            let next_free = slot.chain_next;
             *slot = BehindSlot {
                 state: if waits_for == 0 {
                     SlotState::Ready
@@ -437,17 +514,34 @@ where
                 },
                 leg: leg8,
                 nr_sectors,
-                waits_for: u32::try_from(waits_for).unwrap_or(u32::MAX),
+                waits_for,
                 region,
                 sector,
-                seq: self.next_seq,
+                seq,
                 admitted_ns: now_ns,
+                chain_next: head,
+                older: newest,
+                newer: NIL,
+                ready_next: NIL,
+                bucket_head: slot.bucket_head,
             };
-            self.next_seq = self.next_seq.saturating_add(1);
+            self.free_head = next_free;
             self.free = self.free.saturating_sub(1);
-            if waits_for == 0 {
-                self.ready = self.ready.saturating_add(1);
+            if let Some(b) = self.slot_mut(bucket) {
+                b.bucket_head = index;
             }
+            match self.slot_mut(newest) {
+                Some(n) => n.newer = index,
+                None => self.oldest = index,
+            }
+            self.newest = index;
+            if waits_for == 0 {
+                self.push_ready(index);
+            }
+            if let Some(entry) = admitted.slots.get_mut(leg) {
+                *entry = Some(index);
+            }
+            self.next_seq = self.next_seq.saturating_add(1);
             if let Some(s) = self.stats.get_mut(leg) {
                 s.writes = s.writes.saturating_add(1);
                 s.sectors = s.sectors.saturating_add(u64::from(nr_sectors));
@@ -461,21 +555,15 @@ where
         Ok(admitted)
     }
 
-    /// Hands out the oldest entry that may be submitted now, marking it in
+    /// Hands out the entry that has been ready longest, marking it in
     /// flight; `None` when there is none.
     pub fn next_ready(&mut self) -> Option<(Ticket, BehindWrite)> {
-        if self.ready == 0 {
-            return None;
-        }
-        let (index, slot) = self
-            .used_mut()
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, s)| s.state == SlotState::Ready)
-            .min_by_key(|(_, s)| s.seq)?;
+        let index = self.ready_head;
+        let slot = self.slot_mut(index)?;
         slot.state = SlotState::InFlight;
+        let next = core::mem::replace(&mut slot.ready_next, NIL);
         let ticket = Ticket {
-            slot: u16::try_from(index).ok()?,
+            slot: index,
             seq: slot.seq,
         };
         let write = BehindWrite {
@@ -484,52 +572,84 @@ where
             sector: slot.sector,
             nr_sectors: slot.nr_sectors,
         };
-        self.ready = self.ready.saturating_sub(1);
+        self.ready_head = next;
+        if next == NIL {
+            self.ready_tail = NIL;
+        }
         Some((ticket, write))
     }
 
-    /// The entry `ticket` names has completed (or will never be submitted:
-    /// the caller then makes its leg stale in the region). Later entries it
-    /// held back may now be ready.
+    /// The entry `ticket` names, handed out by [`Backlog::next_ready`], has
+    /// completed (or will never be submitted: the caller then makes its leg
+    /// stale in the region). Later entries it held back may now be ready.
     pub fn complete(&mut self, ticket: Ticket) -> Result<Completed, BacklogError> {
-        let index = usize::from(ticket.slot);
-        let done = match self.slots.get(index) {
-            Some(s) if s.is_pending() && s.seq == ticket.seq => *s,
+        let index = ticket.slot;
+        let done = match self.slot(index) {
+            Some(s) if s.state == SlotState::InFlight && s.seq == ticket.seq => *s,
             _ => return Err(BacklogError::UnknownTicket),
         };
-        if let Some(s) = self.slots.get_mut(index) {
-            *s = BehindSlot::default();
-        }
-        self.free = self.free.saturating_add(1);
-        if done.state == SlotState::Ready {
-            self.ready = self.ready.saturating_sub(1);
-        }
+        // One walk of the bucket: unlink the entry, release the later
+        // entries it held back, and see whether its leg has another entry in
+        // its region.
+        let bucket = self.bucket(done.leg, done.region);
         let mut region_caught_up = true;
-        let mut newly_ready = 0usize;
-        while self.high > 0
-            && self
-                .slots
-                .get(self.high.saturating_sub(1))
-                .is_some_and(|s| !s.is_pending())
-        {
-            self.high = self.high.saturating_sub(1);
-        }
-        for s in self.used_mut().iter_mut().filter(|s| s.is_pending()) {
-            if s.leg != done.leg {
+        let mut prev = NIL;
+        let mut walk = self.slot(bucket).map_or(NIL, |b| b.bucket_head);
+        while let Some(s) = self.slot(walk).copied() {
+            let next = s.chain_next;
+            if walk == index {
+                match self.slot_mut(prev) {
+                    Some(p) => p.chain_next = next,
+                    None => {
+                        if let Some(b) = self.slot_mut(bucket) {
+                            b.bucket_head = next;
+                        }
+                    }
+                }
+                walk = next;
                 continue;
             }
-            if s.region == done.region {
+            if s.leg == done.leg && s.region == done.region {
                 region_caught_up = false;
             }
             if s.seq > done.seq && s.overlaps(done.leg, done.sector, done.nr_sectors) {
-                s.waits_for = s.waits_for.saturating_sub(1);
-                if s.waits_for == 0 && s.state == SlotState::Waiting {
-                    s.state = SlotState::Ready;
-                    newly_ready = newly_ready.saturating_add(1);
+                let mut now_ready = false;
+                if let Some(m) = self.slot_mut(walk) {
+                    m.waits_for = m.waits_for.saturating_sub(1);
+                    if m.waits_for == 0 && m.state == SlotState::Waiting {
+                        m.state = SlotState::Ready;
+                        now_ready = true;
+                    }
+                }
+                if now_ready {
+                    self.push_ready(walk);
                 }
             }
+            prev = walk;
+            walk = next;
         }
-        self.ready = self.ready.saturating_add(newly_ready);
+        // Out of the admission order.
+        match self.slot_mut(done.older) {
+            Some(o) => o.newer = done.newer,
+            None => self.oldest = done.newer,
+        }
+        match self.slot_mut(done.newer) {
+            Some(n) => n.older = done.older,
+            None => self.newest = done.older,
+        }
+        let free_head = self.free_head;
+        if let Some(s) = self.slot_mut(index) {
+            *s = BehindSlot {
+                chain_next: free_head,
+                older: NIL,
+                newer: NIL,
+                ready_next: NIL,
+                bucket_head: s.bucket_head,
+                ..BehindSlot::default()
+            };
+        }
+        self.free_head = index;
+        self.free = self.free.saturating_add(1);
         let leg = usize::from(done.leg);
         let mut leg_caught_up = false;
         if let Some(s) = self.stats.get_mut(leg) {
@@ -893,6 +1013,7 @@ mod tests {
         }
 
         fn check(&self, b: &TestBacklog) -> Result<(), TestCaseError> {
+            check_lists(b)?;
             for leg in 0..NR_LEGS {
                 let mine: Vec<_> = self.pending.iter().filter(|p| p.leg == leg).collect();
                 let st = b.stats(leg);
@@ -919,6 +1040,73 @@ mod tests {
             }
             Ok(())
         }
+    }
+
+    /// The lists threaded through the slots hold exactly what the slots
+    /// say (the type invariant), found by brute force.
+    fn check_lists(b: &TestBacklog) -> Result<(), TestCaseError> {
+        let n = b.slots.len();
+        let walk = |start: u16, next: &dyn Fn(&BehindSlot) -> u16| {
+            let mut seen = Vec::new();
+            let mut i = start;
+            while i != NIL {
+                seen.push(usize::from(i));
+                assert!(seen.len() <= n, "a list loops");
+                i = next(&b.slots[usize::from(i)]);
+            }
+            seen
+        };
+        let pending: Vec<usize> = (0..n).filter(|&i| b.slots[i].is_pending()).collect();
+        // Free list: the free slots, once each.
+        let mut free = walk(b.free_head, &|s| s.chain_next);
+        free.sort_unstable();
+        let want: Vec<usize> = (0..n).filter(|&i| !b.slots[i].is_pending()).collect();
+        prop_assert_eq!(&free, &want);
+        prop_assert_eq!(b.free, want.len());
+        // Buckets: each pending slot in its own bucket, once.
+        let mut chained = Vec::new();
+        for bucket in 0..n {
+            for i in walk(b.slots[bucket].bucket_head, &|s| s.chain_next) {
+                let s = &b.slots[i];
+                prop_assert!(s.is_pending());
+                prop_assert_eq!(usize::from(b.bucket(s.leg, s.region)), bucket);
+                chained.push(i);
+            }
+        }
+        chained.sort_unstable();
+        prop_assert_eq!(&chained, &pending);
+        // Admission order: every pending slot, by rising seq, both ways.
+        let order = walk(b.oldest, &|s| s.newer);
+        let mut by_seq = pending.clone();
+        by_seq.sort_by_key(|&i| b.slots[i].seq);
+        prop_assert_eq!(&order, &by_seq);
+        let mut back = walk(b.newest, &|s| s.older);
+        back.reverse();
+        prop_assert_eq!(&back, &by_seq);
+        // Ready queue: the Ready slots, once each; waits_for by brute force.
+        let mut ready = walk(b.ready_head, &|s| s.ready_next);
+        prop_assert_eq!(
+            ready.last().copied(),
+            (b.ready_tail != NIL).then(|| usize::from(b.ready_tail))
+        );
+        ready.sort_unstable();
+        let want: Vec<usize> = (0..n)
+            .filter(|&i| b.slots[i].state == SlotState::Ready)
+            .collect();
+        prop_assert_eq!(&ready, &want);
+        for &i in &pending {
+            let s = &b.slots[i];
+            let earlier = pending
+                .iter()
+                .filter(|&&j| {
+                    let o = &b.slots[j];
+                    o.seq < s.seq && o.overlaps(s.leg, s.sector, s.nr_sectors)
+                })
+                .count();
+            prop_assert_eq!(s.waits_for as usize, earlier);
+            prop_assert_eq!(s.state == SlotState::Waiting, earlier > 0);
+        }
+        Ok(())
     }
 
     proptest! {
