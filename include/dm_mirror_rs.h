@@ -57,6 +57,8 @@ bool dmmr_queue_work(struct workqueue_struct *wq, struct work_struct *work);
 void dmmr_init_delayed_work(struct delayed_work *dwork, work_func_t fn);
 bool dmmr_queue_delayed_work(struct workqueue_struct *wq, struct delayed_work *dwork,
 			     unsigned int msecs);
+bool dmmr_queue_delayed_work_within(struct workqueue_struct *wq, struct delayed_work *dwork,
+				    unsigned int msecs);
 void dmmr_flush_workqueue(struct workqueue_struct *wq);
 
 /*

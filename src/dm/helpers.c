@@ -133,6 +133,23 @@ bool dmmr_queue_delayed_work(struct workqueue_struct *wq, struct delayed_work *d
 	return queue_delayed_work(wq, dwork, msecs_to_jiffies(msecs));
 }
 
+/*
+ * Makes dwork run within msecs: a timer set for later is brought forward
+ * (mod_delayed_work), one set sooner (or an item already queued) stands, so
+ * that callers at a high rate do not keep pushing the timer back.  The
+ * unlocked look at the timer can only err towards an extra mod.
+ */
+bool dmmr_queue_delayed_work_within(struct workqueue_struct *wq, struct delayed_work *dwork,
+				    unsigned int msecs)
+{
+	unsigned long delay = msecs_to_jiffies(msecs);
+
+	if (delayed_work_pending(dwork) &&
+	    time_before_eq(READ_ONCE(dwork->timer.expires), jiffies + delay))
+		return false;
+	return mod_delayed_work(wq, dwork, delay);
+}
+
 void dmmr_flush_workqueue(struct workqueue_struct *wq)
 {
 	flush_workqueue(wq);

@@ -126,6 +126,22 @@ impl<T: WorkerCallback> Worker<T> {
         };
     }
 
+    /// Makes the work item run within `msecs` milliseconds (at the next
+    /// timer tick for 1): brings forward a timer set for later, leaves one
+    /// set sooner. For work that may wait a little and is worth batching:
+    /// many calls in a tick cost one run. Callable from any context.
+    pub(crate) fn queue_within(&self, msecs: u32) {
+        // SAFETY: as in `queue_after`; moving a pending timer is allowed in
+        // any context, and the item's function only queues the work item.
+        unsafe {
+            bindings::dmmr_queue_delayed_work_within(
+                self.wq.as_ptr(),
+                self.item.delayed.get(),
+                msecs,
+            )
+        };
+    }
+
     /// Waits until the work item is idle (not queued, not running).
     pub(crate) fn flush(&self) {
         // SAFETY: `wq` is live. May sleep: process context only.
