@@ -14,7 +14,7 @@
 #   a-wb-fast b-wb-fast    leg 1 (the second device) write-mostly
 #   a-wb-slow b-wb-slow    leg 1 (dm-delay) write-mostly
 # Each: AB_WRITES (default 2000) direct 4 KiB random writes one at a time
-# over 16 MiB (32 regions of 512 KiB, hot after a 64-write warm-up), as
+# (AB_WRITE_QD, default 1: with more, libaio at that queue depth) over 16 MiB (32 regions of 512 KiB, hot after a 64-write warm-up), as
 # bench/guest.sh's QD1 write test but longer, so that the backlog fills as
 # it does in use.  Prints one line per run (p50 and p99 completion latency,
 # IOPS, the write-behind backlog's peak), then medians with ratios to
@@ -27,6 +27,7 @@ B=/dmmr/dm_mirror_rs_b.ko
 REPS=${AB_REPS:-5}
 DELAY_MS=${AB_DELAY_MS:-10}
 WRITES=${AB_WRITES:-2000}
+QD=${AB_WRITE_QD:-1}
 CFGS="linear c-mirror a-sync b-sync a-wb-fast b-wb-fast a-wb-slow b-wb-slow"
 [ -f "$A" ] && [ -f "$B" ] || { echo "bench/ab-writes-guest.sh: needs $A and $B" >&2; exit 1; }
 modprobe null_blk nr_devices=2 gb=1 bs=512 irqmode=1 memory_backed=1 || exit 1
@@ -35,7 +36,9 @@ sectors=$(blockdev --getsz /dev/nullb0)
 dmsetup create ab_slow --table "0 $sectors delay /dev/nullb1 0 0 /dev/nullb1 0 $DELAY_MS" || exit 1
 
 fio_writes() {
-	fio --name=w --filename=/dev/mapper/ab --direct=1 --ioengine=psync --rw=randwrite --bs=4k \
+	local engine=(--ioengine=psync)
+	[ "$QD" = 1 ] || engine=(--ioengine=libaio --iodepth="$QD")
+	fio --name=w --filename=/dev/mapper/ab --direct=1 "${engine[@]}" --rw=randwrite --bs=4k \
 		--offset=48m --size=16m --number_ios="$1" --randrepeat=0 --percentile_list=50:99 \
 		--output-format=terse 2>/dev/null
 }
@@ -80,7 +83,7 @@ done | tee /tmp/ab.txt
 dmsetup remove ab_slow
 
 echo
-echo "medians over $REPS repetitions of $WRITES writes (ratios to linear; B / A)"
+echo "medians over $REPS repetitions of $WRITES writes at QD$QD (ratios to linear; B / A)"
 printf "%-10s %6s %6s %7s %6s %7s %8s %7s %8s\n" config p50 p99 IOPS peak \
 	"p50/lin" "IOPS/lin" "B/A p50" "B/A IOPS"
 awk -v cfgs="$CFGS" '

@@ -237,7 +237,7 @@ pub struct BehindStats {
 // `bucket(leg, region)` and in the admission list (ordered by `seq`,
 // `oldest` to `newest`, `older`/`newer` consistent); the ready queue
 // (`ready_head` to `ready_tail` through `ready_next`) holds exactly the
-// `Ready` slots, once each; the free list (`free_head` through
+// `Ready` slots, once each, `ready` of them; the free list (`free_head` through
 // `chain_next`) exactly the free slots, `free` of them. `next_seq` is above
 // every pending slot's `seq`.
 #[derive(Debug)]
@@ -249,6 +249,7 @@ pub struct Backlog<S, B> {
     behind: RegionBits<B>,
     free: usize,
     free_head: u16,
+    ready: usize,
     oldest: u16,
     newest: u16,
     ready_head: u16,
@@ -306,6 +307,7 @@ where
             max_sectors,
             free: len,
             free_head: 0,
+            ready: 0,
             slots,
             behind,
             oldest: NIL,
@@ -397,8 +399,14 @@ where
             .unwrap_or(0)
     }
 
+    /// Entries that may be submitted now and were not handed out yet.
+    pub fn ready(&self) -> usize {
+        self.ready
+    }
+
     /// Appends pending slot `index` to the ready queue.
     fn push_ready(&mut self, index: u16) {
+        self.ready = self.ready.saturating_add(1);
         if let Some(s) = self.slot_mut(index) {
             s.ready_next = NIL;
         }
@@ -573,6 +581,7 @@ where
             nr_sectors: slot.nr_sectors,
         };
         self.ready_head = next;
+        self.ready = self.ready.saturating_sub(1);
         if next == NIL {
             self.ready_tail = NIL;
         }
@@ -1089,6 +1098,7 @@ mod tests {
             ready.last().copied(),
             (b.ready_tail != NIL).then(|| usize::from(b.ready_tail))
         );
+        prop_assert_eq!(ready.len(), b.ready());
         ready.sort_unstable();
         let want: Vec<usize> = (0..n)
             .filter(|&i| b.slots[i].state == SlotState::Ready)
