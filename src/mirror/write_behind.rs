@@ -354,7 +354,7 @@ impl MirrorSet {
         for hold in holds.into_iter().flatten() {
             self.rh.release(hold);
         }
-        let copied = (!admitted.legs().is_empty()).then_some(ready);
+        let copies_ready = (!admitted.legs().is_empty()).then_some(ready);
         match plan {
             WritePlan::AllLegs => self.write_to_all_legs(bio),
             WritePlan::Wait => return Err(bio),
@@ -390,7 +390,7 @@ impl MirrorSet {
                         *direct = Some(details);
                     }
                     bio.submit_to(&leg.dev, leg.map_sector(sector));
-                    return Ok(copied);
+                    return Ok(copies_ready);
                 }
                 self.io.write_all(
                     bio,
@@ -403,7 +403,7 @@ impl MirrorSet {
                 );
             }
         }
-        Ok(copied)
+        Ok(copies_ready)
     }
 
     /// Submits every copy the backlog may hand out now. Process context
