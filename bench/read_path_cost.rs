@@ -114,8 +114,8 @@ fn run(policy: Option<PolicySpec>, mode: Mode, slow_leg: bool) -> f64 {
                         LegSet::EMPTY,
                         LegSet::EMPTY,
                     );
-                    if everywhere == candidates && everywhere.contains(leg) {
-                        lease.grant(leg, b.lease_reads());
+                    if everywhere == candidates && b.lease().legs.is_subset_of(everywhere) {
+                        lease.grant(b.lease());
                     }
                 }
                 leg

@@ -182,6 +182,25 @@ impl LegSet {
         set
     }
 
+    /// Whether every member is also one of `other`.
+    pub const fn is_subset_of(self, other: LegSet) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// The member of rank `rank` (0: the lowest), if there are that many.
+    pub fn nth(self, rank: usize) -> Option<usize> {
+        self.iter().nth(rank)
+    }
+
+    /// The rank of member `leg` (how many members are below it), if it is one.
+    pub const fn rank_of(self, leg: usize) -> Option<usize> {
+        if !self.contains(leg) {
+            return None;
+        }
+        // leg < MAX_LEGS (it is a member), so the shift cannot overflow.
+        Some((self.0 & ((1u16 << leg).wrapping_sub(1))).count_ones() as usize)
+    }
+
     /// Iterates over the members in ascending order.
     pub fn iter(self) -> LegSetIter {
         LegSetIter { remaining: self.0 }
@@ -300,6 +319,22 @@ mod tests {
         assert_eq!(set.preferring_not(set), set);
         assert_eq!(set.preferring_not(LegSet::single(1)), set);
         assert_eq!(LegSet::EMPTY.preferring_not(set), LegSet::EMPTY);
+    }
+
+    #[test]
+    fn ranks_and_members_agree() {
+        let set = LegSet::EMPTY.with(0).with(2).with(5);
+        assert_eq!(
+            [0, 1, 2, 3].map(|r| set.nth(r)),
+            [Some(0), Some(2), Some(5), None]
+        );
+        assert_eq!(
+            [0, 1, 2, 5, MAX_LEGS].map(|l| set.rank_of(l)),
+            [Some(0), None, Some(1), Some(2), None]
+        );
+        assert!(LegSet::single(2).is_subset_of(set));
+        assert!(LegSet::EMPTY.is_subset_of(set));
+        assert!(!LegSet::single(1).is_subset_of(set));
     }
 
     #[test]

@@ -396,16 +396,13 @@ impl MirrorSet {
         // A lease only for a choice that any region's read would get: from
         // the legs that every region may be read from (healthy, fresh
         // everywhere, behind nowhere), when they are this read's too.
-        let lease = match leg {
-            Some(leg) if *freshness_from_log && balancer.lease_reads() > 0 => {
-                let everywhere = behind.lease_legs(freshness.fresh_everywhere(), healthy);
-                (everywhere == candidates && everywhere.contains(leg))
-                    .then(|| (leg, balancer.lease_reads()))
-            }
-            _ => None,
+        let lease = balancer.lease();
+        let grant = leg.is_some() && *freshness_from_log && lease.reads > 0 && {
+            let everywhere = behind.lease_legs(freshness.fresh_everywhere(), healthy);
+            everywhere == candidates && lease.legs.is_subset_of(everywhere)
         };
-        if let Some((leg, reads)) = lease {
-            st.grant(leg, reads);
+        if grant {
+            st.grant(lease);
         }
         (leg, probe)
     }

@@ -13,7 +13,7 @@
 
 use super::LegState;
 use crate::dm;
-use crate::mcore::policy::ReadLease;
+use crate::mcore::policy::{LeaseGrant, ReadLease};
 use core::ops::{Deref, DerefMut};
 use kernel::{
     prelude::*,
@@ -74,14 +74,14 @@ impl StateGuard<'_> {
         self.lease.end_into(&mut self.guard.balancer, dm::now_ns);
     }
 
-    /// Lets the next `reads` reads go to `leg` without the lock. The caller
-    /// checked that `leg` may serve the latest data of every region to any
-    /// read while nothing changes, and that the policy would send them
-    /// there.
-    pub(super) fn grant(&self, leg: usize, reads: u32) {
+    /// Lets the next reads go where `lease` says without the lock. The
+    /// caller checked that its legs may serve the latest data of every
+    /// region to any read while nothing changes, and that the policy would
+    /// send them there.
+    pub(super) fn grant(&self, lease: LeaseGrant) {
         // No lease is in force (the type's invariant, and only this grants
         // one): replacing the word loses no read's account.
-        self.lease.grant(leg, reads);
+        self.lease.grant(lease);
     }
 
     /// Waits on `condvar`, releasing the lock meanwhile; ends the lease

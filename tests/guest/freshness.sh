@@ -28,6 +28,17 @@
 #     resync (which marks the region in sync, so that reads of it may take
 #     a lease again) every read must return NEW. A lease that outlived the
 #     missed write would send them to leg 1, which still holds OLD.
+#  m. The same with a lease for two legs in turn: adaptive between two
+#     measured equal legs leases the next reads to both in turn; leg 1 then
+#     misses NEW, and every read must return NEW, before the resync as
+#     after it, when each read of the block follows a read of a region both
+#     legs hold.  A lease for both legs granted by such a read would send
+#     every other read of the block to leg 1, which still holds OLD.  This
+#     is regression coverage: a leg that missed a write is unusable for
+#     reads and its region out of sync until the resync, and either keeps
+#     it out of every lease, so a module whose lease ignores freshness (the
+#     mutant tried) passes it too; the host lease and balancer tests guard
+#     the turns themselves.
 #  e. I/O-path error messages are rate limited: a full resync onto an
 #     `error` leg fails one copy per region (2048 regions here) and must not
 #     log a line for each.
@@ -58,10 +69,10 @@
 need_module
 
 POLICIES=("round_robin ios 1" "weighted" "adaptive")
-# DMMR_FRESHNESS_CASES: the cases to run (default all: "a b l c e f g d"),
+# DMMR_FRESHNESS_CASES: the cases to run (default all: "a b l m c e f g d"),
 # DMMR_FRESHNESS_POLICIES: a and b with the first N policies only (the debug
 # kernel run: tests/run --profile debug passes both).
-CASES=" ${DMMR_FRESHNESS_CASES:-a b l c e f g d} "
+CASES=" ${DMMR_FRESHNESS_CASES:-a b l m c e f g d} "
 [[ "${DMMR_FRESHNESS_POLICIES:-3}" =~ ^[1-3]$ ]] ||
 	ktap_skip_all "DMMR_FRESHNESS_POLICIES must be 1, 2 or 3"
 POLICIES=("${POLICIES[@]:0:${DMMR_FRESHNESS_POLICIES:-3}}")
@@ -70,12 +81,13 @@ NREADS=40
 SECTORS=8192 # 4 MiB: 8 regions of 1024 sectors
 BLK=130      # the 4 KiB block the scenarios write (sectors 1040..1047: region 1)
 
-# a: 5 per policy; b: 6 per policy; l: 4; c: 9 per failing leg; e: 2; f: 7;
+# a: 5 per policy; b: 6 per policy; l: 4; m: 5; c: 9 per failing leg; e: 2; f: 7;
 # g: 3; d: 5 per offset.
 plan=0
 ! case_on a || plan=$((plan + 5 * ${#POLICIES[@]}))
 ! case_on b || plan=$((plan + 6 * ${#POLICIES[@]}))
 ! case_on l || plan=$((plan + 4))
+! case_on m || plan=$((plan + 5))
 ! case_on c || plan=$((plan + 9 * 2))
 ! case_on e || plan=$((plan + 2))
 ! case_on f || plan=$((plan + 7))
@@ -285,6 +297,58 @@ lease_case() {
 }
 
 ! case_on l || lease_case
+
+# --- m: a lease for two legs in turn ends when a leg misses a write -------------
+
+# OLD on both legs; adaptive; non-contiguous reads of other blocks until
+# both legs are measured and each took reads; leg 1 fails writes; NEW.
+turns_setup() {
+	local i a0 a1 b0 b1
+	new_stack || return 1
+	write_block "/dev/mapper/$MR" "$DMMR_WORK/old" || { echo "OLD write failed"; return 1; }
+	msg "$MR" adaptive || return 1
+	a0=$(reads_of "${L[0]}") a1=$(reads_of "${L[1]}")
+	# Every other block of regions 2..7: no read continues the last.
+	for ((i = 0; i < 200; i++)); do
+		dd if="/dev/mapper/$MR" of=/dev/null bs=4096 skip=$((256 + 2 * i)) count=1 \
+			iflag=direct status=none || return 1
+	done
+	b0=$(reads_of "${L[0]}") b1=$(reads_of "${L[1]}")
+	echo "200 reads: $((b0 - a0)) on leg 0, $((b1 - a1)) on leg 1"
+	[ $((b0 - a0)) -ge 50 ] && [ $((b1 - a1)) -ge 50 ] || { echo "the legs did not share the reads"; return 1; }
+	swap "${W[1]}" "$(flk "${L[1]}")" || return 1
+	write_block "/dev/mapper/$MR" "$DMMR_WORK/new" || { echo "the NEW write was not acknowledged"; return 1; }
+}
+
+turns_case() {
+	local tag="adaptive, equal legs in turn, leg 1 misses a write" c
+	mkpat "OLD: $tag" "$DMMR_WORK/old"
+	mkpat "NEW: $tag" "$DMMR_WORK/new"
+	ktap_check "$tag: OLD on both legs, 200 reads shared, NEW acknowledged" turns_setup
+	c=$(count_reads "/dev/mapper/$MR" $NREADS)
+	ktap_check_eq "$tag: $NREADS reads before the resync all return NEW (NEW OLD other EIO)" \
+		"$NREADS 0 0 0" "$c"
+	ktap_check "$tag: suspend + resume, the resync ends with every region in sync" resync_cycle
+	c=$(count_reads_after_others "/dev/mapper/$MR" $NREADS)
+	ktap_check_eq "$tag: $NREADS reads after the resync, each after a read of region 2, all return NEW (NEW OLD other EIO)" \
+		"$NREADS 0 0 0" "$c"
+	ktap_check_eq "$tag: io_balance show: stale 0 for leg 0, stale 1 for leg 1" "0 1" "$(stale_counts "$MR")"
+	drop_stack
+}
+
+# count_reads_after_others <dev> <n>: count_reads, each read of the block
+# after a read of another block of region 2 (never contiguous).
+count_reads_after_others() {
+	local i total=(0 0 0 0) c
+	for ((i = 0; i < $2; i++)); do
+		dd if="$1" of=/dev/null bs=4096 skip=$((256 + 2 * i)) count=1 iflag=direct status=none
+		c=($(count_reads "$1" 1))
+		total=($((total[0] + c[0])) $((total[1] + c[1])) $((total[2] + c[2])) $((total[3] + c[3])))
+	done
+	echo "${total[*]}"
+}
+
+! case_on m || turns_case
 
 # --- c: handle_errors: the write is held until the repair ------------------------
 

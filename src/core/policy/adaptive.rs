@@ -90,7 +90,9 @@
 
 use super::super::io_balance::AdaptiveParams;
 use super::super::legs::{LegSet, MAX_LEGS};
-use super::{LegStats, ReadContext, ReadPolicy, MAX_COUNTED_IN_FLIGHT, QUEUE_DEPTH_ONE};
+use super::{
+    LeasedReads, LegStats, ReadContext, ReadPolicy, MAX_COUNTED_IN_FLIGHT, QUEUE_DEPTH_ONE,
+};
 
 /// Minimum number of reads between two probes.
 pub const PROBE_MIN_READS: u32 = 32;
@@ -134,9 +136,12 @@ pub struct Adaptive {
     /// probe: [`QUICK_PROBE_SHIFT`] while it is in the band, one more after
     /// each probe, up to [`PROBE_SHIFT`].
     probe_shift: [u8; MAX_LEGS],
-    /// Reads the last choice's leg may take without a new choice (see
-    /// [`ReadPolicy::lease_reads`]).
+    /// Reads the last choice's leg, or the legs of `lease_legs` in turn,
+    /// may take without a new choice (see [`ReadPolicy::lease_reads`]).
     lease: u8,
+    /// The legs of the lease: equally good legs, each a clear winner over
+    /// every other leg.
+    lease_legs: LegSet,
 }
 
 impl Adaptive {
@@ -151,6 +156,7 @@ impl Adaptive {
             probe_request: None,
             probe_shift: [PROBE_SHIFT; MAX_LEGS],
             lease: 0,
+            lease_legs: LegSet::EMPTY,
         }
     }
 
@@ -239,6 +245,7 @@ impl ReadPolicy for Adaptive {
     fn choose(&mut self, context: &ReadContext<'_>) -> Option<usize> {
         let usable = context.usable;
         self.lease = 0;
+        self.lease_legs = LegSet::EMPTY;
         let mut measured = LegSet::EMPTY;
         for leg in usable {
             if context.stats.get(leg).is_some_and(LegStats::is_measured) {
@@ -292,7 +299,8 @@ impl ReadPolicy for Adaptive {
         // Unmeasured legs get no user reads until their warm-up reads'
         // completions, which end the lease, measure them.
         if self.probe_request.is_none() {
-            self.lease = self.lease_for(context, band, measured, &predicted, leg);
+            (self.lease_legs, self.lease) =
+                self.lease_for(context, band, measured, &predicted, leg);
         }
         Some(leg)
     }
@@ -301,14 +309,25 @@ impl ReadPolicy for Adaptive {
         self.reads_since_probe = 0;
         self.probe_request = None;
         self.lease = 0;
+        self.lease_legs = LegSet::EMPTY;
     }
 
     fn lease_reads(&self, _leg: usize) -> u32 {
         u32::from(self.lease)
     }
 
-    fn note_leased(&mut self, _leg: usize, reads: u32) {
-        self.reads_since_probe = self.reads_since_probe.saturating_add(reads);
+    fn lease_legs(&self, leg: usize) -> LegSet {
+        self.lease_legs.with(leg)
+    }
+
+    fn note_leased(&mut self, leased: &LeasedReads) {
+        self.reads_since_probe = self.reads_since_probe.saturating_add(leased.reads);
+        // The turns go on after the lease's last read.
+        if leased.legs.len() > 1 {
+            if let Some(last) = leased.last_leg() {
+                self.cursor = u8::try_from(last).unwrap_or(0);
+            }
+        }
     }
 
     fn take_probe_request(&mut self) -> Option<usize> {
@@ -359,17 +378,18 @@ impl Adaptive {
         Some(leg)
     }
 
-    /// How many more reads `leg` (just chosen, among the `measured` legs
-    /// with the `predicted` latencies) takes without a choice: none unless
-    /// it is a clear winner, alone in the `band` and cheaper than every
-    /// other measured leg by more than the tolerance even when idle; then
-    /// as many as could all be in flight on it at once and leave it
-    /// predicted faster than every other leg, at most [`LEASE_READS`]. A
-    /// local leg next to a WAN leg gets them all. Legs that are out of
-    /// the band only by their load (equal legs whose queues differ for a
-    /// moment) decide every read: a lease would keep the other leg idle,
-    /// and the policy probes idle legs (measured: 4 to 5 times the probe
-    /// reads on two equal `null_blk` legs).
+    /// The legs that take the next reads in turn without a choice, and
+    /// how many, after `leg` was chosen among the `measured` legs with the
+    /// `predicted` latencies. The legs: those whose cost when idle is
+    /// within the tolerance of the cheapest measured leg's (`leg` must be
+    /// one of them, and the band within them): equally good legs, each
+    /// cheaper than every other measured leg by more than the tolerance
+    /// even when idle. A local leg next to a WAN leg is alone in it; two
+    /// equal local legs share it. The reads: as many as could all be in
+    /// flight on the legs at once, spread evenly, and leave each predicted
+    /// faster than every leg outside, at most [`LEASE_READS`]. A leg out
+    /// of the band only by its load (equal legs whose queues differ for a
+    /// moment) stays in the turns, so it is not left idle (and probed).
     fn lease_for(
         &self,
         context: &ReadContext<'_>,
@@ -377,47 +397,56 @@ impl Adaptive {
         measured: LegSet,
         predicted: &[u64; MAX_LEGS],
         leg: usize,
-    ) -> u8 {
-        if band != LegSet::single(leg) {
-            return 0;
-        }
-        let Some(stats) = context.stats.get(leg) else {
-            return 0;
-        };
+    ) -> (LegSet, u8) {
+        const NONE: (LegSet, u8) = (LegSet::EMPTY, 0);
         let nr_sectors = context.read.nr_sectors;
+        let cost = |l: usize| context.stats.get(l).map(|s| s.cost_ns(nr_sectors));
+        let Some(cheapest) = measured.iter().filter_map(cost).min() else {
+            return NONE;
+        };
         let tolerance = u64::from(self.tolerance_pct).saturating_add(100);
-        let own_cost = stats.cost_ns(nr_sectors).saturating_mul(tolerance);
-        let close_call = measured.iter().filter(|other| *other != leg).any(|other| {
-            context
-                .stats
-                .get(other)
-                .is_none_or(|s| s.cost_ns(nr_sectors).saturating_mul(100) <= own_cost)
-        });
-        if close_call {
-            return 0;
+        let limit = cheapest.saturating_mul(tolerance);
+        let mut equals = LegSet::EMPTY;
+        for other in measured {
+            if cost(other).is_some_and(|c| c.saturating_mul(100) <= limit) {
+                equals = equals.with(other);
+            }
+        }
+        if !equals.contains(leg) || !band.is_subset_of(equals) {
+            return NONE;
         }
         let best_other = measured
+            .difference(equals)
             .iter()
-            .filter(|other| *other != leg)
             .filter_map(|other| predicted.get(other).copied())
             .min();
         let Some(best_other) = best_other else {
-            return LEASE_READS;
+            return (equals, LEASE_READS);
         };
         // Predictions are linear in the load (see `predicted_latency_ns`):
-        // what one more read in flight adds.
-        let per_read = Self::predicted_latency_ns(
-            &LegStats {
-                in_flight: 0,
-                ..*stats
-            },
-            context.read.nr_sectors,
-        );
-        // The chosen read makes `in_flight + 1`; the lease's add to it.
-        let load = u64::from(stats.in_flight.min(MAX_COUNTED_IN_FLIGHT)).saturating_add(1);
-        let fits = best_other.checked_div(per_read).unwrap_or(u64::MAX);
-        let extra = fits.saturating_sub(load).min(u64::from(LEASE_READS));
-        u8::try_from(extra).unwrap_or(0)
+        // how many reads in flight each leg takes before it would be
+        // predicted slower than `best_other`, less those it has (the chosen
+        // read's among them). The turns give each leg one in `n`.
+        let mut fits_each = u64::MAX;
+        for member in equals {
+            let Some(stats) = context.stats.get(member) else {
+                return NONE;
+            };
+            let per_read = Self::predicted_latency_ns(
+                &LegStats {
+                    in_flight: 0,
+                    ..*stats
+                },
+                nr_sectors,
+            );
+            let load = u64::from(stats.in_flight.min(MAX_COUNTED_IN_FLIGHT))
+                .saturating_add(u64::from(member == leg));
+            let fits = best_other.checked_div(per_read).unwrap_or(u64::MAX);
+            fits_each = fits_each.min(fits.saturating_sub(load));
+        }
+        let n = u64::try_from(equals.len()).unwrap_or(1);
+        let extra = fits_each.saturating_mul(n).min(u64::from(LEASE_READS));
+        (equals, u8::try_from(extra).unwrap_or(0))
     }
 }
 
@@ -686,7 +715,7 @@ mod tests {
             self.lock();
             let leg = self.balancer.choose(usable, &read).unwrap();
             if self.kernel_paths {
-                self.lease.grant(leg, self.balancer.lease_reads());
+                self.lease.grant(self.balancer.lease());
             }
             self.start(leg, false);
             self.user_pending += 1;
@@ -902,9 +931,11 @@ mod tests {
     }
 
     #[test]
-    fn leases_go_to_clear_winners_only() {
+    fn leases_go_to_clear_winners_and_to_equal_legs_in_turn() {
         // A local leg next to a slow one: most reads take the lease, the
-        // slow leg idles as it would without leases. Equal legs: none.
+        // slow leg idles as it would without leases. Equal legs: most
+        // reads take a lease for both in turn, the split stays even, and
+        // neither leg idles into probes.
         for queue_depth in [1, 4, 32] {
             let mut sim = Sim::new(&[NVME, DELAYED], adaptive());
             let counts = sim.run(queue_depth, 20_000);
@@ -935,8 +966,24 @@ mod tests {
                 sim.leased
             );
             std::println!(
-                "equal legs, qd {queue_depth}: {} of 20000 leased",
+                "equal legs, qd {queue_depth}: {} of 20000 leased, {} probe reads",
+                sim.leased,
+                sim.probe_reads
+            );
+            assert!(
+                sim.leased >= 16_000,
+                "qd {queue_depth}: {} leased",
                 sim.leased
+            );
+            let mut without = Sim::new(&[FAST, FAST], adaptive());
+            without.kernel_paths = false;
+            without.resume();
+            without.run(queue_depth, 20_000);
+            assert!(
+                sim.probe_reads <= without.probe_reads + 6,
+                "qd {queue_depth}: {} probe reads, {} without leases",
+                sim.probe_reads,
+                without.probe_reads
             );
         }
     }

@@ -8,7 +8,8 @@ use super::super::io_balance::{Command, PolicySpec, DEFAULT_WEIGHT, MAX_WEIGHT};
 use super::super::legs::{LegSet, MAX_LEGS, MIN_LEGS};
 use super::super::table::IoBalanceConfig;
 use super::{
-    LeasedReads, LegStats, Policy, ReadContext, ReadPolicy, QUEUE_DEPTH_ONE, QUEUE_DEPTH_SHIFT,
+    LeaseGrant, LeasedReads, LegStats, Policy, ReadContext, ReadPolicy, QUEUE_DEPTH_ONE,
+    QUEUE_DEPTH_SHIFT,
 };
 
 /// A read to place.
@@ -105,13 +106,14 @@ pub struct Balancer {
     policy: Policy,
     stats: [LegStats; MAX_LEGS],
     last_usable: LegSet,
-    /// Reads after the last choice that may follow it to the same leg
-    /// with nothing new learned (see [`Balancer::lease_reads`]).
-    lease_reads: u32,
-    /// The reads already in flight on the chosen leg when the last choice
-    /// sent its read: what the queue-depth average learns from each of
-    /// the lease's reads (they were not counted one by one).
-    lease_ahead: u32,
+    /// Reads after the last choice that may follow it, to the same leg or
+    /// to equally good legs in turn, with nothing new learned (see
+    /// [`Balancer::lease`]).
+    lease: LeaseGrant,
+    /// Per leg, the reads already in flight when the last choice sent its
+    /// read: what the queue-depth average learns from each of the lease's
+    /// reads (they were not counted one by one).
+    lease_ahead: [u32; MAX_LEGS],
 }
 
 impl Balancer {
@@ -128,8 +130,8 @@ impl Balancer {
             policy: Policy::from_spec(&PolicySpec::UPSTREAM, 0),
             stats: [LegStats::default(); MAX_LEGS],
             last_usable: LegSet::first_n(nr_legs),
-            lease_reads: 0,
-            lease_ahead: 0,
+            lease: LeaseGrant::NONE,
+            lease_ahead: [0; MAX_LEGS],
         })
     }
 
@@ -228,7 +230,12 @@ impl Balancer {
 
         let leg = if let Some(only) = usable.only_member() {
             // No choice to make until the usable legs change.
-            self.lease_reads = super::lease::MAX_LEASE_READS;
+            self.lease = LeaseGrant {
+                legs: usable,
+                first: only,
+                reads: super::lease::MAX_LEASE_READS,
+                next_sector: 0,
+            };
             only
         } else {
             let context = ReadContext {
@@ -240,18 +247,32 @@ impl Balancer {
                 read,
             };
             let chosen = self.policy.choose(&context);
-            self.lease_reads = 0;
+            self.lease = LeaseGrant::NONE;
             match chosen {
                 Some(leg) if usable.contains(leg) => {
-                    self.lease_reads = self.policy.lease_reads(leg);
+                    // Several legs take turns from the one after `leg`.
+                    let legs = self.policy.lease_legs(leg).intersection(usable).with(leg);
+                    self.lease = LeaseGrant {
+                        legs,
+                        first: legs.next_after(leg).unwrap_or(leg),
+                        reads: self.policy.lease_reads(leg),
+                        next_sector: 0,
+                    };
                     leg
                 }
                 _ => usable.at_or_before(default_leg)?,
             }
         };
+        self.lease.next_sector = read.sector.saturating_add(u64::from(read.nr_sectors));
+        for other in self.lease.legs {
+            if let (Some(stats), Some(ahead)) =
+                (self.stats.get(other), self.lease_ahead.get_mut(other))
+            {
+                *ahead = stats.in_flight;
+            }
+        }
 
         if let Some(stats) = self.stats.get_mut(leg) {
-            self.lease_ahead = stats.in_flight;
             // User reads are never measurements: probes are private.
             stats.record_dispatch(read, false);
         }
@@ -269,28 +290,36 @@ impl Balancer {
         Some(leg)
     }
 
-    /// How many reads after the last [`Balancer::choose`] (of the same
-    /// usable legs) the policy would send to the leg it chose, with
-    /// nothing new learned: a [`super::ReadLease`] may route them without
-    /// the lock. 0 after a choice that was not the policy's to make.
-    pub fn lease_reads(&self) -> u32 {
-        self.lease_reads
+    /// Where the policy would send the reads after the last
+    /// [`Balancer::choose`] (of the same usable legs) with nothing new
+    /// learned: a [`super::ReadLease`] may route them without the lock.
+    /// No reads after a choice that was not the policy's to make.
+    pub fn lease(&self) -> LeaseGrant {
+        self.lease
     }
 
-    /// Accounts the reads a [`super::ReadLease`] sent to `leased.leg` as
-    /// [`Balancer::choose`] would have, as if dispatched at `now_ns`, and
-    /// `sectors` read through leases on that leg.
+    /// How many reads [`Balancer::lease`] grants.
+    pub fn lease_reads(&self) -> u32 {
+        self.lease.reads
+    }
+
+    /// Accounts the reads a [`super::ReadLease`] sent to `leased.legs` as
+    /// [`Balancer::choose`] would have, as if dispatched at `now_ns`.
     pub fn account_leased(&mut self, leased: &LeasedReads, now_ns: u64) {
         let nr_legs = self.nr_legs();
-        let Some(stats) = self
-            .stats
-            .get_mut(..nr_legs)
-            .and_then(|s| s.get_mut(leased.leg))
-        else {
-            return;
-        };
-        stats.record_leased(leased.reads, self.lease_ahead, leased.next_sector, now_ns);
-        self.policy.note_leased(leased.leg, leased.reads);
+        let last = leased.last_leg();
+        for leg in leased.legs.intersection(LegSet::first_n(nr_legs)) {
+            let reads = leased.reads_on(leg);
+            let (Some(stats), Some(ahead)) = (self.stats.get_mut(leg), self.lease_ahead.get(leg))
+            else {
+                continue;
+            };
+            if reads > 0 {
+                let next_sector = (last == Some(leg)).then_some(leased.next_sector);
+                stats.record_leased(reads, *ahead, next_sector, now_ns);
+            }
+        }
+        self.policy.note_leased(leased);
     }
 
     /// Accounts `sectors` read from `leg` through leases.
@@ -581,7 +610,7 @@ mod tests {
     use super::super::super::io_balance::AdaptiveParams;
     use super::super::super::legs::LegRef;
     use super::super::super::message::parse_message;
-    use super::super::MAX_LEASE_READS;
+    use super::super::{LeaseGrant, MAX_LEASE_READS};
     use super::*;
     use proptest::prelude::*;
     use std::string::String;
@@ -634,26 +663,41 @@ mod tests {
     /// which first ends the lease and accounts its reads, then grants the
     /// choice's lease. Returns the legs in order.
     fn leased_reads(balancer: &mut Balancer, usable: LegSet, reads: usize) -> Vec<usize> {
+        leased_reads_at(balancer, usable, reads, 8).0
+    }
+
+    /// [`leased_reads`] of reads `stride` sectors apart; also returns how
+    /// many went through the lease.
+    fn leased_reads_at(
+        balancer: &mut Balancer,
+        usable: LegSet,
+        reads: usize,
+        stride: u64,
+    ) -> (Vec<usize>, usize) {
         let lease = super::super::ReadLease::new();
         let mut legs = Vec::new();
+        let mut by_lease = 0;
         let lock = |balancer: &mut Balancer| {
             lease.end_into(balancer, || 0);
         };
         for i in 0..reads {
-            let r = read(i as u64 * 8);
+            let r = read(i as u64 * stride);
             let leg = match lease.take(r.sector, r.nr_sectors) {
-                Some(leg) => leg,
+                Some(leg) => {
+                    by_lease += 1;
+                    leg
+                }
                 None => {
                     lock(balancer);
                     let leg = balancer.choose(usable, &r).unwrap();
-                    lease.grant(leg, balancer.lease_reads());
+                    lease.grant(balancer.lease());
                     leg
                 }
             };
             legs.push(leg);
         }
         lock(balancer);
-        legs
+        (legs, by_lease)
     }
 
     #[test]
@@ -705,8 +749,18 @@ mod tests {
                 balancer.complete(leg, 1000, true);
             }
         }
+        // Equal legs: in turn, from the one after the chosen leg.
         let leg = balancer.choose(legs, &read(0)).unwrap();
-        assert_eq!(balancer.lease_reads(), 0, "equal legs");
+        assert_eq!(
+            balancer.lease(),
+            LeaseGrant {
+                legs,
+                first: 1 - leg,
+                reads: u32::from(super::super::adaptive::LEASE_READS),
+                next_sector: 8,
+            },
+            "equal legs"
+        );
         balancer.cancel(leg);
         for _ in 0..200 {
             balancer.complete(1, 100_000, true);
@@ -716,6 +770,58 @@ mod tests {
             balancer.lease_reads(),
             u32::from(super::super::adaptive::LEASE_READS)
         );
+        assert_eq!(balancer.lease().legs, LegSet::single(0));
+        balancer.cancel(0);
+        // Two equal legs next to a slow one: the two in turn.
+        let mut balancer = Balancer::new(3).unwrap();
+        message(&mut balancer, "io_balance adaptive").unwrap();
+        for leg in 0..3 {
+            for _ in 0..super::super::WARMUP_SAMPLES {
+                balancer.complete(leg, if leg == 1 { 100_000 } else { 1000 }, true);
+            }
+        }
+        let leg = balancer.choose(LegSet::first_n(3), &read(0)).unwrap();
+        assert_ne!(leg, 1);
+        assert_eq!(balancer.lease().legs, LegSet::EMPTY.with(0).with(2));
+        assert!(balancer.lease_reads() > 0);
+    }
+
+    #[test]
+    fn reads_leased_in_turn_go_and_count_as_chosen_ones() {
+        // Adaptive between two measured equal legs, reads that never
+        // complete and never continue each other: the chosen reads go to
+        // the less loaded leg, the leased ones take turns; both keep the
+        // legs within a read of each other, and the accounts of the
+        // leased reads come out as those of the chosen ones.
+        let mut locked = Balancer::new(2).unwrap();
+        message(&mut locked, "io_balance adaptive").unwrap();
+        for leg in 0..2 {
+            for _ in 0..super::super::WARMUP_SAMPLES {
+                locked.complete(leg, 1000, true);
+            }
+        }
+        let mut leased = locked;
+        let usable = LegSet::first_n(2);
+        let expected: Vec<usize> = (0..40)
+            .map(|i| locked.choose(usable, &read(i * 64)).unwrap())
+            .collect();
+        let (legs, by_lease) = leased_reads_at(&mut leased, usable, 40, 64);
+        assert!(by_lease >= 30, "{by_lease} of 40 leased");
+        for sequence in [&expected, &legs] {
+            let mut counts = [0i32; 2];
+            for leg in sequence.iter() {
+                counts[*leg] += 1;
+                assert!((counts[0] - counts[1]).abs() <= 1, "{sequence:?}");
+            }
+        }
+        for leg in 0..2 {
+            let (a, b) = (locked.stats(leg).unwrap(), leased.stats(leg).unwrap());
+            assert_eq!(
+                (a.reads, a.sectors, a.in_flight),
+                (b.reads, b.sectors, b.in_flight),
+                "leg {leg}"
+            );
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub mod weighted;
 pub use adaptive::Adaptive;
 pub use balancer::{Balancer, BalancerError, MirrorState, ReadRequest};
 pub use completions::{Completion, CompletionMailbox};
-pub use lease::{LeasedReads, ReadLease, MAX_LEASE_READS};
+pub use lease::{LeaseGrant, LeasedReads, ReadLease, MAX_LEASE_READS};
 pub use round_robin::RoundRobin;
 pub use weighted::Weighted;
 
@@ -230,14 +230,15 @@ impl LegStats {
     }
 
     /// Accounts `reads` user reads sent through a lease (see
-    /// [`ReadLease`]), the last ending before `next_sector`, as that many
+    /// [`ReadLease`]), the last ending before `next_sector` if it was this
+    /// leg's (else the leg's stream hint stays), as that many
     /// dispatches at `now_ns`, each finding `ahead` reads in flight: what
     /// the choice that granted the lease found. Their own depths are not
     /// known (the in-flight count now includes reads whose completions
     /// are not folded yet), and a steady reader sends each as an earlier
     /// one completes. At most [`LEASED_DEPTH_SAMPLES`] of them count in
     /// the queue-depth average; it has settled by then.
-    fn record_leased(&mut self, reads: u32, ahead: u32, next_sector: u64, now_ns: u64) {
+    fn record_leased(&mut self, reads: u32, ahead: u32, next_sector: Option<u64>, now_ns: u64) {
         self.reads = self.reads.saturating_add(u64::from(reads));
         if self.in_flight == 0 {
             self.measurement_pending = false;
@@ -250,7 +251,9 @@ impl LegStats {
         }
         self.in_flight = self.in_flight.saturating_add(reads);
         self.last_dispatch_ns = now_ns;
-        self.next_sector = Some(next_sector);
+        if next_sector.is_some() {
+            self.next_sector = next_sector;
+        }
     }
 
     /// Accounts a completed read and updates the latency estimate.
@@ -412,8 +415,15 @@ pub trait ReadPolicy {
         0
     }
 
-    /// `reads` reads went to `leg` through a lease, as if chosen.
-    fn note_leased(&mut self, _leg: usize, _reads: u32) {}
+    /// The legs that take turns on the reads of [`ReadPolicy::lease_reads`]
+    /// (`leg` itself among them, the first after `leg` first): `leg`
+    /// alone unless the policy would share them between legs.
+    fn lease_legs(&self, leg: usize) -> LegSet {
+        LegSet::single(leg)
+    }
+
+    /// Reads went through a lease, as if chosen.
+    fn note_leased(&mut self, _leased: &LeasedReads) {}
 
     /// Whether the policy needs every leg measured before it reads from it:
     /// then the legs get private warm-up reads (see
@@ -488,11 +498,18 @@ impl ReadPolicy for Policy {
         }
     }
 
-    fn note_leased(&mut self, leg: usize, reads: u32) {
+    fn lease_legs(&self, leg: usize) -> LegSet {
         match self {
-            Policy::RoundRobin(policy) => policy.note_leased(leg, reads),
-            Policy::Weighted(policy) => policy.note_leased(leg, reads),
-            Policy::Adaptive(policy) => policy.note_leased(leg, reads),
+            Policy::Adaptive(policy) => policy.lease_legs(leg),
+            Policy::RoundRobin(_) | Policy::Weighted(_) => LegSet::single(leg),
+        }
+    }
+
+    fn note_leased(&mut self, leased: &LeasedReads) {
+        match self {
+            Policy::RoundRobin(policy) => policy.note_leased(leased),
+            Policy::Weighted(policy) => policy.note_leased(leased),
+            Policy::Adaptive(policy) => policy.note_leased(leased),
         }
     }
 

@@ -3,7 +3,7 @@
 //! Round robin with a fixed number of reads per leg.
 
 use super::super::legs::MAX_LEGS;
-use super::{ReadContext, ReadPolicy};
+use super::{LeasedReads, ReadContext, ReadPolicy};
 
 /// Sends `ios` consecutive reads to one usable leg, then moves on to the
 /// next usable leg (ascending, wrapping). Starts at the default leg.
@@ -70,9 +70,9 @@ impl ReadPolicy for RoundRobin {
         }
     }
 
-    fn note_leased(&mut self, leg: usize, reads: u32) {
-        if self.ios != 0 && usize::from(self.current) == leg {
-            self.issued = self.issued.saturating_add(reads).min(self.ios);
+    fn note_leased(&mut self, leased: &LeasedReads) {
+        if self.ios != 0 && leased.legs.only_member() == Some(usize::from(self.current)) {
+            self.issued = self.issued.saturating_add(leased.reads).min(self.ios);
         }
     }
 
