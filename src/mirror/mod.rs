@@ -42,6 +42,7 @@ use crate::mcore::{
     write_mostly::{write_behind_report, WriteMostlyError},
 };
 use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use hot::HotCandidates;
 use kernel::{
     alloc::KVVec,
@@ -234,6 +235,13 @@ pub(crate) struct MirrorSet {
     /// Signalled when the write-behind backlog becomes empty.
     #[pin]
     behind_drained: CondVar,
+    /// The write-behind configuration's write-mostly legs, and whether
+    /// write-behind is on, for `map`'s copies (`write_behind::CopyHint`):
+    /// written under `state`'s lock with the configuration.
+    behind_hint: AtomicU32,
+    /// Whether `Queues::behind_waiting` holds writes: written under
+    /// `queues`' lock with the list, read by `map` without it.
+    behind_waiting_any: AtomicBool,
 }
 
 /// What `map` remembers about a bio for `end_io` and the callbacks: one
@@ -1085,6 +1093,8 @@ impl TargetOperations for MirrorSet {
                 hot_idle_ms,
                 buffer_ios <- BufferIos::new(),
                 behind_drained <- new_condvar!("MirrorSet::behind_drained"),
+                behind_hint: AtomicU32::new(write_behind::copy_hint(&table.features.write_behind)),
+                behind_waiting_any: AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )
@@ -1439,6 +1449,8 @@ impl TargetOperations for MirrorSet {
                         config.check_change(&before, self.nr_legs(), st.balancer.default_leg());
                     if checked.is_ok() {
                         st.behind.config = config;
+                        self.behind_hint
+                            .store(write_behind::copy_hint(&config), Ordering::Relaxed);
                         st.behind
                             .backlog
                             .set_max_sectors(u64::from(config.max_write_behind()));

@@ -65,6 +65,7 @@ use crate::mcore::{
     write_behind::{Admitted, Backlog, BacklogError, BehindSlot, BehindStats, Ticket},
     write_mostly::{lease_candidates, read_candidates, WriteBehindConfig},
 };
+use core::sync::atomic::Ordering;
 use kernel::{alloc::KVVec, error::code::ENOMEM, prelude::*};
 
 /// Backlog slots per mirror set: how many copies may be behind at once,
@@ -77,6 +78,20 @@ const BEHIND_SLOTS: usize = 1024;
 /// and wait. (A sixteenth cost a sixth of the writes per second at queue
 /// depth 1 under QEMU, where a tick's batch stays below it.)
 const COPY_BATCH: usize = BEHIND_SLOTS / 4;
+
+/// In [`copy_hint`]'s word: write-behind is on.
+const HINT_ENABLED: u32 = 1 << 31;
+
+/// `config` in one word for `MirrorSet::behind_hint`: the write-mostly
+/// legs' bits, and [`HINT_ENABLED`].
+pub(super) fn copy_hint(config: &WriteBehindConfig) -> u32 {
+    let enabled = if config.behind_enabled() {
+        HINT_ENABLED
+    } else {
+        0
+    };
+    u32::from(config.write_mostly().bits()) | enabled
+}
 
 /// What a backlog slot holds besides its bookkeeping.
 #[derive(Default)]
@@ -191,18 +206,24 @@ impl MirrorSet {
     /// in order: once a write waits, the later ones wait behind it.
     pub(super) fn dispatch_writes(&self, mut writes: BioList<Self>) {
         let mut pending = BioList::new();
-        pending.append(&mut self.queues.lock().behind_waiting);
+        {
+            let mut q = self.queues.lock();
+            pending.append(&mut q.behind_waiting);
+            self.behind_waiting_any.store(false, Ordering::Relaxed);
+        }
         pending.append(&mut writes);
         let mut wait = false;
         while let Some(bio) = pending.pop() {
             let bio = if wait {
                 Err(bio)
             } else {
-                self.dispatch_write(bio)
+                self.dispatch_write(bio, true)
             };
             if let Err(bio) = bio {
                 wait = true;
-                self.queues.lock().behind_waiting.push(bio);
+                let mut q = self.queues.lock();
+                q.behind_waiting.push(bio);
+                self.behind_waiting_any.store(true, Ordering::Relaxed);
             }
         }
         self.submit_behind();
@@ -216,11 +237,14 @@ impl MirrorSet {
     /// or that would overtake writes already waiting, goes to the worker,
     /// which keeps them in order.
     pub(super) fn dispatch_hot_write(&self, bio: OwnedBio<Self>) {
-        let waiting = !self.queues.lock().behind_waiting.is_empty();
+        // Without the queues' lock: a write the worker queues just after
+        // this look is one this write could have come before anyway (the
+        // lock would not order them either: neither has been acknowledged).
+        let waiting = self.behind_waiting_any.load(Ordering::Relaxed);
         let sent = if waiting {
             Err(bio)
         } else {
-            self.dispatch_write(bio)
+            self.dispatch_write(bio, false)
         };
         match sent {
             // Without copies nothing is left for the worker: not waking it
@@ -241,20 +265,36 @@ impl MirrorSet {
 
     /// Sends one write (data or empty flush) or gives it back to wait;
     /// `Ok(Some(n))`: copies of it were admitted to the backlog, which
-    /// then held `n` copies ready and not submitted.
-    fn dispatch_write(&self, mut bio: OwnedBio<Self>) -> Result<Option<usize>, OwnedBio<Self>> {
+    /// then held `n` copies ready and not submitted. `exact`: make the
+    /// copies for the legs the write lags on as the state says (a look
+    /// under the state lock); else (`map`) for the write-mostly legs of
+    /// `behind_hint`, without the lock, and a write that lags on another
+    /// leg too (one whose write_mostly a message ended, with copies left)
+    /// goes to the worker, which looks.
+    fn dispatch_write(
+        &self,
+        mut bio: OwnedBio<Self>,
+        exact: bool,
+    ) -> Result<Option<usize>, OwnedBio<Self>> {
         let kind = bio.kind();
         let all = self.all_legs();
         let (region, sector, nr_sectors) = (bio.record().region(), bio.sector(), bio.sectors());
         // The legs that get a copy rather than the bio: the write-mostly
         // ones, and any leg still behind in the region (one whose
         // write_mostly a message ended: the bio would overtake its copies).
-        let (enabled, lagging) = self.state.peek(|st| {
-            (
-                st.behind.config.behind_enabled(),
-                st.behind.lagging_legs(region).intersection(all),
-            )
-        });
+        let (enabled, lagging) = if exact {
+            self.state.peek(|st| {
+                (
+                    st.behind.config.behind_enabled(),
+                    st.behind.lagging_legs(region).intersection(all),
+                )
+            })
+        } else {
+            let hint = self.behind_hint.load(Ordering::Relaxed);
+            // The low 16 bits hold the legs (`copy_hint`).
+            let legs = LegSet::from_bits(u16::try_from(hint & 0xffff).unwrap_or(0));
+            (hint & HINT_ENABLED != 0, legs.intersection(all))
+        };
         // Copies are made before taking the IRQ-off lock (no allocation
         // under it), for the write-mostly legs as they were a moment ago;
         // a change in between shows as a missing copy and the write waits.
