@@ -390,6 +390,13 @@ impl Adaptive {
     /// faster than every leg outside, at most [`LEASE_READS`]. A leg out
     /// of the band only by its load (equal legs whose queues differ for a
     /// moment) stays in the turns, so it is not left idle (and probed).
+    /// That makes the lease's reads blind to load within the legs: a leg
+    /// that slows down keeps its turns until its estimate, raised by its
+    /// slow reads, leaves the tolerance. Requiring the band to be all of
+    /// them instead leased 8 of 20,000 reads at queue depth 4 in the
+    /// simulation, and split worse under guest noise (a leg's share down
+    /// to 113 of 400 reads, against 163 with the turns and 137 without
+    /// leases).
     fn lease_for(
         &self,
         context: &ReadContext<'_>,
