@@ -269,6 +269,12 @@ fi
 
 # --- l: a read lease ends when a leg misses a write -----------------------------
 
+# Leg 1 starts failing writes; NEW is written (acknowledged: leg 0 took it).
+leg1_misses_new() {
+	swap "${W[1]}" "$(flk "${L[1]}")" || return 1
+	write_block "/dev/mapper/$MR" "$DMMR_WORK/new" || { echo "the NEW write was not acknowledged"; return 1; }
+}
+
 # OLD on both legs; reads leased to leg 1; leg 1 fails writes; NEW written.
 lease_setup() {
 	local r0 r1
@@ -279,8 +285,7 @@ lease_setup() {
 	dd if="/dev/mapper/$MR" of=/dev/null bs=4096 count=10 iflag=direct status=none || return 1
 	r1=$(reads_of "${L[1]}")
 	[ $((r1 - r0)) -ge 10 ] || { echo "the 10 reads did not go to leg 1 ($((r1 - r0)))"; return 1; }
-	swap "${W[1]}" "$(flk "${L[1]}")" || return 1
-	write_block "/dev/mapper/$MR" "$DMMR_WORK/new" || { echo "the NEW write was not acknowledged"; return 1; }
+	leg1_misses_new
 }
 
 lease_case() {
@@ -316,8 +321,7 @@ turns_setup() {
 	b0=$(reads_of "${L[0]}") b1=$(reads_of "${L[1]}")
 	echo "200 reads: $((b0 - a0)) on leg 0, $((b1 - a1)) on leg 1"
 	[ $((b0 - a0)) -ge 50 ] && [ $((b1 - a1)) -ge 50 ] || { echo "the legs did not share the reads"; return 1; }
-	swap "${W[1]}" "$(flk "${L[1]}")" || return 1
-	write_block "/dev/mapper/$MR" "$DMMR_WORK/new" || { echo "the NEW write was not acknowledged"; return 1; }
+	leg1_misses_new
 }
 
 turns_case() {
