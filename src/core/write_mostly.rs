@@ -51,6 +51,19 @@ pub struct WriteBehindConfig {
     max_write_behind: Option<u32>,
 }
 
+/// In [`WriteBehindConfig::copy_hint`]'s word: write-behind is on.
+const COPY_HINT_ENABLED: u32 = 1 << 31;
+
+/// The legs a write gets copies for, by a [`WriteBehindConfig::copy_hint`]
+/// word: the write-mostly legs while write-behind is on, else none.
+pub fn copy_legs(hint: u32) -> LegSet {
+    if hint & COPY_HINT_ENABLED == 0 {
+        return LegSet::EMPTY;
+    }
+    // The low 16 bits hold the legs.
+    LegSet::from_bits(u16::try_from(hint & 0xffff).unwrap_or(0))
+}
+
 impl WriteBehindConfig {
     /// Whether no setting was given.
     pub fn is_empty(&self) -> bool {
@@ -75,6 +88,18 @@ impl WriteBehindConfig {
     /// them.
     pub fn behind_enabled(&self) -> bool {
         self.max_write_behind() > 0 && !self.write_mostly().is_empty()
+    }
+
+    /// What a write from `map` needs of the configuration, in one word
+    /// that an atomic can hold: the write-mostly legs' bits, and whether
+    /// write-behind is on (see [`copy_legs`]).
+    pub fn copy_hint(&self) -> u32 {
+        let enabled = if self.behind_enabled() {
+            COPY_HINT_ENABLED
+        } else {
+            0
+        };
+        u32::from(self.write_mostly().bits()) | enabled
     }
 
     /// Applies `command` (nothing checked: see [`WriteBehindConfig::check`]).
@@ -421,6 +446,20 @@ pub fn write_behind_report(
 #[cfg(test)]
 #[allow(clippy::arithmetic_side_effects)]
 mod tests {
+
+    #[test]
+    fn copy_hint_names_the_write_mostly_legs_while_behind_is_on() {
+        let mut config = WriteBehindConfig::default();
+        assert_eq!(copy_legs(config.copy_hint()), LegSet::EMPTY);
+        for leg in [1, 8] {
+            let leg = LegRef::by_index(leg).unwrap();
+            config.apply(&WriteBehindCommand::WriteMostly { leg, on: true });
+        }
+        // Write-mostly legs, but no bound: no write-behind.
+        assert_eq!(copy_legs(config.copy_hint()), LegSet::EMPTY);
+        config.apply(&WriteBehindCommand::MaxWriteBehind(256));
+        assert_eq!(copy_legs(config.copy_hint()), LegSet::EMPTY.with(1).with(8));
+    }
 
     proptest::proptest! {
         /// A leased leg is one that every region's reads may go to: for

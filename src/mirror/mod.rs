@@ -236,7 +236,7 @@ pub(crate) struct MirrorSet {
     #[pin]
     behind_drained: CondVar,
     /// The write-behind configuration's write-mostly legs, and whether
-    /// write-behind is on, for `map`'s copies (`write_behind::CopyHint`):
+    /// write-behind is on, for `map`'s copies (`WriteBehindConfig::copy_hint`):
     /// written under `state`'s lock with the configuration.
     behind_hint: AtomicU32,
     /// Whether `Queues::behind_waiting` holds writes: written under
@@ -1093,7 +1093,7 @@ impl TargetOperations for MirrorSet {
                 hot_idle_ms,
                 buffer_ios <- BufferIos::new(),
                 behind_drained <- new_condvar!("MirrorSet::behind_drained"),
-                behind_hint: AtomicU32::new(write_behind::copy_hint(&table.features.write_behind)),
+                behind_hint: AtomicU32::new(table.features.write_behind.copy_hint()),
                 behind_waiting_any: AtomicBool::new(false),
             }),
             GFP_KERNEL,
@@ -1450,7 +1450,7 @@ impl TargetOperations for MirrorSet {
                     if checked.is_ok() {
                         st.behind.config = config;
                         self.behind_hint
-                            .store(write_behind::copy_hint(&config), Ordering::Relaxed);
+                            .store(config.copy_hint(), Ordering::Relaxed);
                         st.behind
                             .backlog
                             .set_max_sectors(u64::from(config.max_write_behind()));

@@ -63,7 +63,7 @@ use crate::mcore::{
     legs::{LegSet, MAX_LEGS},
     status::LegErrors,
     write_behind::{Admitted, Backlog, BacklogError, BehindSlot, BehindStats, Ticket},
-    write_mostly::{lease_candidates, read_candidates, WriteBehindConfig},
+    write_mostly::{copy_legs, lease_candidates, read_candidates, WriteBehindConfig},
 };
 use core::sync::atomic::Ordering;
 use kernel::{alloc::KVVec, error::code::ENOMEM, prelude::*};
@@ -78,20 +78,6 @@ const BEHIND_SLOTS: usize = 1024;
 /// and wait. (A sixteenth cost a sixth of the writes per second at queue
 /// depth 1 under QEMU, where a tick's batch stays below it.)
 const COPY_BATCH: usize = BEHIND_SLOTS / 4;
-
-/// In [`copy_hint`]'s word: write-behind is on.
-const HINT_ENABLED: u32 = 1 << 31;
-
-/// `config` in one word for `MirrorSet::behind_hint`: the write-mostly
-/// legs' bits, and [`HINT_ENABLED`].
-pub(super) fn copy_hint(config: &WriteBehindConfig) -> u32 {
-    let enabled = if config.behind_enabled() {
-        HINT_ENABLED
-    } else {
-        0
-    };
-    u32::from(config.write_mostly().bits()) | enabled
-}
 
 /// What a backlog slot holds besides its bookkeeping.
 #[derive(Default)]
@@ -290,10 +276,8 @@ impl MirrorSet {
                 )
             })
         } else {
-            let hint = self.behind_hint.load(Ordering::Relaxed);
-            // The low 16 bits hold the legs (`copy_hint`).
-            let legs = LegSet::from_bits(u16::try_from(hint & 0xffff).unwrap_or(0));
-            (hint & HINT_ENABLED != 0, legs.intersection(all))
+            let legs = copy_legs(self.behind_hint.load(Ordering::Relaxed));
+            (!legs.is_empty(), legs.intersection(all))
         };
         // Copies are made before taking the IRQ-off lock (no allocation
         // under it), for the write-mostly legs as they were a moment ago;
